@@ -1,0 +1,1 @@
+"""Python handlers shipped with Switchboard's samples."""

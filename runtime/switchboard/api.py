@@ -1,0 +1,147 @@
+"""The `uwsgi` module that user code imports: Switchboard's signal API (SPEC section 8).
+
+In every process Switchboard starts, `sys.modules["uwsgi"]` is this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from switchboard import hosts
+from switchboard.context import Context
+from switchboard.hosts import python as python_host
+from switchboard.shared import USER_LOCKS
+from switchboard.table import HandlerKind, check_signum
+from switchboard.targets import MASTER_SLOT, Role, parse_target
+
+log = logging.getLogger("switchboard.api")
+
+_ctx: Context | None = None
+post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
+numproc = 0
+
+
+def install(ctx: Context) -> None:
+    """Bind the API to this process (called by the runtime, never by users)."""
+    global _ctx, numproc
+    from switchboard import decorators
+    _ctx = ctx
+    numproc = ctx.topology.workers
+    sys.modules["uwsgi"] = sys.modules[__name__]
+    sys.modules["uwsgidecorators"] = decorators
+
+
+def _context() -> Context:
+    if _ctx is None:
+        raise RuntimeError("the uwsgi API is only available in processes Switchboard runs")
+    return _ctx
+
+
+def register_signal(num: int, target: str, handler: Callable[[int], Any] | str) -> None:
+    """Set what signal `num` runs and where; replaces an earlier registration."""
+    ctx = _context()
+    num = check_signum(num)
+    tgt = parse_target(target, ctx.topology)
+    if isinstance(handler, str):
+        hosts.resolve(handler)
+        ctx.table.register(num, tgt, HandlerKind.REFERENCE, handler, ctx.slot)
+        return
+    if not callable(handler):
+        raise TypeError(f"handler must be a callable or a reference string, "
+                        f"not {type(handler).__name__}")
+    ref = python_host.reference_of(handler)
+    if ref is not None:
+        ctx.table.register(num, tgt, HandlerKind.REFERENCE, ref, ctx.slot)
+        return
+    if ctx.slot != MASTER_SLOT and ctx.slot not in ctx.topology.members(tgt):
+        raise ValueError(
+            f"signal {num}: {handler!r} exists only in {ctx.topology.describe(ctx.slot)}, "
+            f"which target '{target}' never reaches; register a module-level function "
+            "or a python:/lua: reference instead")
+    entry = ctx.table.register(num, tgt, HandlerKind.LOCAL, repr(handler)[:200], ctx.slot)
+    ctx.local_handlers[num] = (entry.gen, handler)
+
+
+def unregister_signal(num: int) -> bool:
+    """Remove signal `num` from the table; False if it was not registered."""
+    ctx = _context()
+    return ctx.table.unregister(check_signum(num))
+
+
+def signal_registered(num: int) -> bool | None:
+    """True if `num` has a handler, else None (as uWSGI)."""
+    return True if _context().table.get(check_signum(num)) is not None else None
+
+
+def signal(num: int, remote: str | None = None) -> None:
+    """Raise signal `num`: returns once the master holds it, OSError if it cannot."""
+    ctx = _context()
+    num = check_signum(num)
+    if remote is not None:
+        raise OSError(f"signal {num} to '{remote}': remote signals are not supported yet")
+    ctx.raise_signal(num)
+
+
+def signal_wait(num: int | None = None, timeout: float | None = None) -> int | None:
+    """Block until a signal arrives (or signal `num`); its number, or None on timeout."""
+    ctx = _context()
+    if num is not None:
+        num = check_signum(num)
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+        if timeout < 0:
+            raise ValueError(f"timeout {timeout} is negative")
+    return ctx.wait(num, timeout)
+
+
+def signal_received() -> int:
+    """The number of the last signal this process received, -1 before any (as uWSGI)."""
+    return _context().last_received
+
+
+def worker_id() -> int:
+    ctx = _context()
+    return ctx.ident if ctx.role is Role.WORKER else 0
+
+
+def mule_id() -> int:
+    ctx = _context()
+    return ctx.ident if ctx.role is Role.MULE else 0
+
+
+def i_am_the_spooler() -> bool:
+    return _context().role is Role.SPOOLER
+
+
+def masterpid() -> int:
+    return _context().masterpid
+
+
+def lock(n: int = 0) -> None:
+    """Take user lock `n` (shared by every process of this instance)."""
+    _context().shared.acquire(_user_lock(n))
+
+
+def unlock(n: int = 0) -> None:
+    _context().shared.release(_user_lock(n))
+
+
+def _user_lock(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"lock number must be an integer, not {type(n).__name__}")
+    if not 0 <= n < USER_LOCKS:
+        raise ValueError(f"lock number {n} is out of range [0, {USER_LOCKS - 1}]")
+    return n + 1
+
+
+def run_postfork_hooks() -> None:
+    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child."""
+    from switchboard import decorators
+    for func in decorators.postfork_chain:
+        func()
+    if post_fork_hook is not None:
+        post_fork_hook()

@@ -1,0 +1,126 @@
+"""The `switchboard` command: run, check, signal, stats (SPEC section 11)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from switchboard import config as config_mod
+from switchboard import control, logs
+from switchboard.errors import SwitchboardError
+from switchboard.master import Master
+from switchboard.table import describe
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SwitchboardError as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="start the master in the foreground")
+    run.add_argument("config", help="the deployment config (TOML)")
+    run.add_argument("--log-level", default="INFO",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=_run)
+    check = sub.add_parser("check", help="validate a config and print its signal table")
+    check.add_argument("config")
+    check.set_defaults(func=_check)
+    sig = sub.add_parser("signal", help="raise a signal in a running instance")
+    sig.add_argument("num", type=int, help="signal number, 0-255")
+    _instance_args(sig)
+    sig.set_defaults(func=_signal)
+    st = sub.add_parser("stats", help="print a running instance's stats as JSON")
+    _instance_args(st)
+    st.set_defaults(func=_stats)
+    return parser
+
+
+def _instance_args(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--control", metavar="PATH", help="the instance's control socket")
+    which.add_argument("--config", metavar="CONFIG", help="the instance's config file")
+
+
+def _run(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level)
+    master = Master(config_mod.load(args.config))
+    master.boot()
+    try:
+        return master.run()
+    except OSError as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    logs.setup("WARNING")
+    config = config_mod.load(args.config)
+    master = Master(config)
+    master.boot()
+    entries = master.table.entries()
+    topo = master.topology
+    print(f"config: {config.path}")
+    print(f"workers: {topo.workers}, mules: {topo.mules}, spoolers: {topo.spoolers}")
+    print(f"signal table: {len(entries)} entries")
+    for entry in entries:
+        print("  " + describe(entry, topo))
+    return 0
+
+
+def _control_path(args: argparse.Namespace) -> tuple[str, float]:
+    if args.control:
+        return args.control, 15.0
+    config = config_mod.load(args.config)
+    path = config.relative(config.control) if config.control else \
+        control.default_path(config.path)
+    return path, config.signal_timeout + 5.0
+
+
+def _ask(args: argparse.Namespace, line: str) -> control.Reply | None:
+    path, timeout = _control_path(args)
+    try:
+        return control.request(path, line, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"switchboard: error: no instance is listening on {path} (is it running?)",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"switchboard: error: {path}: {exc}", file=sys.stderr)
+    return None
+
+
+def _signal(args: argparse.Namespace) -> int:
+    if not 0 <= args.num <= 255:
+        print(f"switchboard: error: signal number {args.num} is out of range [0, 255]",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    reply = _ask(args, f"signal {args.num}")
+    if reply is None:
+        return 1
+    if not reply.get("ok"):
+        print(f"switchboard: error: signal {args.num}: {reply.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    reply = _ask(args, "stats")
+    if reply is None:
+        return 1
+    if not reply.get("ok"):
+        print(f"switchboard: error: {reply.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["stats"], indent=2))
+    return 0

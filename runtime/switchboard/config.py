@@ -1,0 +1,216 @@
+"""The deployment config (SPEC section 10): TOML in, a checked Config out.
+
+Each `[switchboard]` setting is declared once, below, as a field with its key, type,
+check and doc line; loading, `switchboard check` and the docs all read that one list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.errors import ConfigError
+from switchboard.targets import Topology, parse_target
+
+
+def setting(key: str, default: Any, doc: str, *, minimum: float | None = None,
+            planned: str | None = None) -> Any:
+    """Declare a `[switchboard]` key; `planned` names the feature not built yet."""
+    meta = {"key": key, "doc": doc, "minimum": minimum, "planned": planned}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class SignalEntry:
+    num: int
+    target: str
+    handler: str
+    where: str          # "[[signal]] #2", for error messages
+
+
+@dataclass
+class Config:
+    path: str = ""
+    workers: int = setting("workers", 1, "Worker processes.", minimum=1)
+    mules: int = setting("mules", 0, "Mule processes.", minimum=0,
+                         planned="mules")
+    farms: dict[str, list[int]] = setting("farms", {}, "Named groups of mules.",
+                                          planned="farms")
+    spooler: str = setting("spooler", "", "Spool directory; enables the spooler.",
+                           planned="the spooler")
+    cheaper: int = setting("cheaper", 0, "Workers kept running when idle (0 = all).",
+                           minimum=0, planned="cheaper mode")
+    cheaper_wait: float = setting("cheaper-wait", 0.1,
+                                  "Seconds an any-worker signal waits before a spawn.",
+                                  minimum=0)
+    cheaper_idle: float = setting("cheaper-idle", 30.0,
+                                  "Seconds idle before a worker is cheaped.", minimum=0)
+    harakiri: float = setting("harakiri", 0.0,
+                              "Kill a worker whose handler runs longer (0 = off).", minimum=0)
+    mule_harakiri: float = setting("mule-harakiri", 0.0, "harakiri for mules.", minimum=0)
+    spooler_harakiri: float = setting("spooler-harakiri", 0.0, "harakiri for the spooler.",
+                                      minimum=0)
+    reload_mercy: float = setting("reload-mercy", 10.0,
+                                  "Seconds children get to finish on stop.", minimum=0)
+    signal_timeout: float = setting("signal-timeout", 10.0,
+                                    "Seconds a raiser waits for a full queue.", minimum=0)
+    signal_queue: int = setting("signal-queue", 65536, "Bound of each target queue.",
+                                minimum=1)
+    python_path: list[str] = setting("python-path", [],
+                                     "Folders added to sys.path (relative to the config).")
+    imports: list[str] = setting("import", [], "Python modules imported in the master.")
+    lua: list[str] = setting("lua", [], "Lua scripts run in the master.",
+                             planned="Lua scripts")
+    lua_engine: str = setting("lua-engine", "lua54", "lupa engine for Lua.")
+    control: str = setting("control", "", "Control socket path (default: derived).")
+    stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
+    signals: list[SignalEntry] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.path)
+
+    def topology(self) -> Topology:
+        return Topology(workers=self.workers)
+
+    def relative(self, path: str) -> str:
+        """A path from the config, made absolute against the config's folder."""
+        return os.path.normpath(os.path.join(self.folder, os.path.expanduser(path)))
+
+
+SETTINGS = [f for f in dataclasses.fields(Config) if "key" in f.metadata]
+_BY_KEY = {f.metadata["key"]: f for f in SETTINGS}
+_SECTIONS = {"switchboard", "signal"}
+_PLANNED_SECTIONS = {"mule": "mule programs", "timer": "timers", "rb_timer": "rb_timers",
+                     "cron": "cron entries", "file_monitor": "file monitors",
+                     "pgnotify": "PostgreSQL notifications", "cluster": "clusters"}
+_SIGNAL_KEYS = {"num", "target", "handler"}
+
+
+def load(path: str) -> Config:
+    """Read and check a config file; ConfigError names the file, entry and key."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: not UTF-8 ({exc.reason})") from None
+    return from_dict(data, path)
+
+
+def from_dict(data: dict[str, Any], path: str) -> Config:
+    """Build a Config from parsed TOML (`path` only names the file in errors)."""
+    for name in data:
+        if name in _PLANNED_SECTIONS:
+            raise ConfigError(path, f"{_PLANNED_SECTIONS[name]} are not supported yet",
+                              f"[{name}]")
+        if name not in _SECTIONS:
+            raise ConfigError(path, f"unknown section '{name}' (valid: "
+                              f"{', '.join(sorted(_SECTIONS | set(_PLANNED_SECTIONS)))})")
+    section = data.get("switchboard", {})
+    if not isinstance(section, dict):
+        raise ConfigError(path, "must be a table", "[switchboard]")
+    values = {_BY_KEY[k].name: _check_setting(path, k, v) for k, v in _known(path, section)}
+    config = Config(path=path, **values)
+    config.signals = _signal_entries(path, data.get("signal", []), config.topology())
+    return config
+
+
+def _known(path: str, section: dict[str, Any]) -> list[tuple[str, Any]]:
+    for key in section:
+        if key not in _BY_KEY:
+            raise ConfigError(path, f"unknown key (valid: {', '.join(_BY_KEY)})",
+                              "[switchboard]", key)
+    return list(section.items())
+
+
+def _check_setting(path: str, key: str, value: Any) -> Any:
+    fld = _BY_KEY[key]
+    meta = fld.metadata
+    value = _check_type(path, "[switchboard]", key, value, fld.type)
+    minimum = meta["minimum"]
+    if minimum is not None and value < minimum:
+        raise ConfigError(path, f"{value} is below the minimum {minimum}", "[switchboard]", key)
+    if meta["planned"] and value != fld.default and value != _default(fld):
+        raise ConfigError(path, f"{meta['planned']} are not supported yet", "[switchboard]",
+                          key)
+    if key == "lua-engine" and value not in ("lua54", "lua55", "luajit21"):
+        raise ConfigError(path, f"unknown engine '{value}' (valid: lua54, lua55, luajit21)",
+                          "[switchboard]", key)
+    return value
+
+
+def _default(fld: dataclasses.Field[Any]) -> Any:
+    factory = fld.default_factory
+    return factory() if factory is not dataclasses.MISSING else fld.default
+
+
+def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
+    ok: bool
+    if kind in ("int", int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted = "an integer"
+    elif kind in ("float", float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        wanted = "a number"
+        value = float(value) if ok else value
+    elif kind in ("str", str):
+        ok, wanted = isinstance(value, str), "a string"
+    elif kind == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        wanted = "a list of strings"
+    else:   # dict[str, list[int]]
+        ok = isinstance(value, dict) and all(
+            isinstance(v, list) and all(isinstance(i, int) for i in v) for v in value.values())
+        wanted = "a table of lists of integers"
+    if not ok:
+        raise ConfigError(path, f"must be {wanted}, not {_toml_type(value)}", entry, key)
+    return value
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _signal_entries(path: str, raw: Any, topology: Topology) -> list[SignalEntry]:
+    if not isinstance(raw, list):
+        raise ConfigError(path, "must be an array of tables ([[signal]])", "[signal]")
+    entries: list[SignalEntry] = []
+    seen: dict[int, str] = {}
+    for i, item in enumerate(raw, 1):
+        where = f"[[signal]] #{i}"
+        if not isinstance(item, dict):
+            raise ConfigError(path, "must be a table", where)
+        for key in item:
+            if key not in _SIGNAL_KEYS:
+                raise ConfigError(path, f"unknown key (valid: {', '.join(sorted(_SIGNAL_KEYS))})",
+                                  where, key)
+        for key in ("num", "handler"):
+            if key not in item:
+                raise ConfigError(path, "is required", where, key)
+        num = _check_type(path, where, "num", item["num"], int)
+        if not 0 <= num <= 255:
+            raise ConfigError(path, f"signal number {num} is out of range [0, 255]", where, "num")
+        where = f"[[signal]] #{i} (num = {num})"
+        if num in seen:
+            raise ConfigError(path, f"signal {num} is already given by {seen[num]}", where, "num")
+        seen[num] = where
+        target = _check_type(path, where, "target", item.get("target", "worker"), str)
+        try:
+            parse_target(target, topology)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc), where, "target") from None
+        handler = _check_type(path, where, "handler", item["handler"], str)
+        entries.append(SignalEntry(num, target, handler, where))
+    return entries

@@ -1,0 +1,35 @@
+"""What the `uwsgi` API needs to know about the process it runs in.
+
+The master and each child install their own Context; the API functions read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from switchboard.shared import Shared
+from switchboard.table import SignalTable
+from switchboard.targets import Role, Topology
+
+
+@dataclass
+class Context:
+    role: Role
+    ident: int                     # worker/mule/spooler id, 0 for the master
+    slot: int
+    topology: Topology
+    shared: Shared
+    table: SignalTable
+    masterpid: int
+    # number -> (entry generation, callable): callables that are not references
+    local_handlers: dict[int, tuple[int, Callable[[int], object]]] = field(default_factory=dict)
+    last_received: int = -1
+
+    def raise_signal(self, num: int) -> None:
+        """Hand `num` to the master; OSError if it cannot take it in time."""
+        raise NotImplementedError
+
+    def wait(self, num: int | None, timeout: float | None) -> int | None:
+        """Block until a signal (or `num`) arrives; None on timeout."""
+        raise RuntimeError(f"signal_wait() cannot be called in the {self.role.value}")

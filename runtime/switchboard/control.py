@@ -1,0 +1,184 @@
+"""The control socket: `switchboard signal` and `switchboard stats` talk to the master here.
+
+Protocol: the client sends one request line (`signal N` or `stats`), the master answers
+with one JSON object and closes.  The socket is created 0600; a request over 4 KiB, or a
+client that says nothing for 10 s, gets an error reply and is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import selectors
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+MAX_REQUEST = 4096
+IDLE_TIMEOUT = 10.0
+
+Reply = dict[str, Any]
+# Returns a reply, or None to be asked again later (the signal's queue is full).
+Dispatch = Callable[[str], Reply | None]
+
+
+def default_path(config_path: str) -> str:
+    """Where an instance whose config sets no `control` puts its socket."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    folder = os.path.join(base, "switchboard") if base else os.path.join(
+        tempfile.gettempdir(), f"switchboard-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    digest = hashlib.sha256(os.path.abspath(config_path).encode()).hexdigest()[:16]
+    return os.path.join(folder, f"{digest}.sock")
+
+
+def request(path: str, line: str, timeout: float) -> Reply:
+    """Send one request to a running instance; OSError if it cannot be reached."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(line.encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    try:
+        reply: Reply = json.loads(b"".join(chunks))
+    except ValueError:
+        raise OSError(errno.EPROTO, f"{path}: the instance sent a malformed reply") from None
+    return reply
+
+
+class _Conn:
+    __slots__ = ("sock", "inbuf", "outbuf", "request", "deadline")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = b""
+        self.outbuf = b""
+        self.request: str | None = None
+        self.deadline = time.monotonic() + IDLE_TIMEOUT
+
+
+class ControlServer:
+    def __init__(self, path: str, selector: selectors.BaseSelector, dispatch: Dispatch,
+                 retry_for: float) -> None:
+        self.path, self._selector, self._dispatch = path, selector, dispatch
+        self._retry_for = retry_for
+        self._pending: list[_Conn] = []
+        self._conns: set[_Conn] = set()
+        self.sock = _bind(path)
+        selector.register(self.sock, selectors.EVENT_READ, self._accept)
+
+    def _accept(self, mask: int) -> None:
+        try:
+            sock, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        conn = _Conn(sock)
+        self._conns.add(conn)
+        self._selector.register(sock, selectors.EVENT_READ, lambda m: self._read(conn))
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(MAX_REQUEST + 1)
+        except OSError:
+            return self._close(conn)
+        conn.inbuf += data
+        if b"\n" in conn.inbuf or not data:
+            conn.request = conn.inbuf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            self._selector.unregister(conn.sock)
+            conn.deadline = time.monotonic() + self._retry_for
+            self._answer(conn)
+        elif len(conn.inbuf) > MAX_REQUEST:
+            self._selector.unregister(conn.sock)
+            self._reply(conn, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
+
+    def _answer(self, conn: _Conn) -> None:
+        assert conn.request is not None
+        reply = self._dispatch(conn.request)
+        if reply is None:
+            if time.monotonic() < conn.deadline:
+                self._pending.append(conn)
+                return
+            reply = {"ok": False, "error": f"not accepted within {self._retry_for:g} s "
+                     "(signal-timeout): the signal's queue is full"}
+        self._reply(conn, reply)
+
+    def retry(self) -> None:
+        """Ask again for requests that were waiting for room, and expire idle clients."""
+        pending, self._pending = self._pending, []
+        for conn in pending:
+            self._answer(conn)
+
+    def _reply(self, conn: _Conn, reply: Reply) -> None:
+        conn.deadline = time.monotonic() + IDLE_TIMEOUT
+        conn.outbuf = json.dumps(reply).encode() + b"\n"
+        self._selector.register(conn.sock, selectors.EVENT_WRITE, lambda m: self._write(conn))
+
+    def _write(self, conn: _Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(conn.outbuf)
+        conn.outbuf = conn.outbuf[sent:]
+        if not conn.outbuf:
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
+        self._conns.discard(conn)
+
+    def expire(self) -> None:
+        """Close clients that sent no complete request in time, or never read the reply."""
+        now = time.monotonic()
+        for conn in list(self._conns):
+            if now > conn.deadline and conn not in self._pending:
+                self._close(conn)
+
+    def close(self) -> None:
+        for conn in list(self._conns):
+            self._close(conn)
+        self._selector.unregister(self.sock)
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _bind(path: str) -> socket.socket:
+    """Bind the control socket 0600, refusing to take over a live instance's socket."""
+    if os.path.exists(path):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1)
+                probe.connect(path)
+        except OSError:
+            os.unlink(path)       # stale: nobody answers
+        else:
+            raise OSError(errno.EADDRINUSE,
+                          f"control socket {path} is in use by another running instance")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+def close_inherited(server: ControlServer) -> None:
+    """In a forked child: drop the master's control descriptors without unlinking."""
+    for conn in server._conns:
+        conn.sock.close()
+    server.sock.close()

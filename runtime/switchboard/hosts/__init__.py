@@ -1,0 +1,26 @@
+"""Language hosts: resolve a handler reference to something callable, and call it safely.
+
+A reference names its language: `python:MODULE:QUALNAME` or `lua:PATH.lua:FUNCTION`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from switchboard.hosts import python
+
+Handler = Callable[[int], object]
+
+
+def resolve(ref: str) -> Handler:
+    """The callable a reference names in this process; ValueError naming the reference."""
+    lang, sep, rest = ref.partition(":")
+    if not sep:
+        raise ValueError(f"handler reference '{ref}' has no language prefix "
+                         "(expected python:MODULE:FUNCTION or lua:PATH.lua:FUNCTION)")
+    if lang == "python":
+        return python.resolve(ref, rest)
+    if lang == "lua":
+        raise ValueError(f"handler reference '{ref}': Lua handlers are not supported yet")
+    raise ValueError(f"handler reference '{ref}': unknown language '{lang}' "
+                     "(expected python or lua)")

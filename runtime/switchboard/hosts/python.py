@@ -1,0 +1,51 @@
+"""The Python host: references to module-level callables."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+
+def resolve(ref: str, rest: str) -> Callable[[int], Any]:
+    """Import MODULE and walk QUALNAME in it; ValueError naming the reference."""
+    module_name, sep, qualname = rest.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"handler reference '{ref}' must look like python:MODULE:QUALNAME")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"handler reference '{ref}': cannot import '{module_name}': "
+                         f"{_last_line(exc)}") from None
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"handler reference '{ref}': module '{module_name}' "
+                             f"has no '{qualname}'") from None
+    if not callable(obj):
+        raise ValueError(f"handler reference '{ref}' names a {type(obj).__name__}, "
+                         "not a callable")
+    return obj
+
+
+def reference_of(func: object) -> str | None:
+    """`python:MOD:QUALNAME` for a module-level function or class, else None.
+
+    Works while the module is still being imported (decorators), because it reads the
+    names rather than looking them up.
+    """
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not isinstance(qualname, str) or not isinstance(module, str):
+        return None
+    if "<" in qualname or module == "__main__" or not callable(func):
+        return None
+    if getattr(func, "__self__", None) is not None:   # a bound method
+        return None
+    return f"python:{module}:{qualname}"
+
+
+def _last_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(exc)[-1].strip()

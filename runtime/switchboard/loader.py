@@ -1,0 +1,44 @@
+"""Apply a checked Config in the master: sys.path, `[[signal]]` entries, imports.
+
+`switchboard check` and `switchboard run` both go through here, so they agree.
+Order: explicit `[[signal]]` entries first (their handler modules are imported to resolve
+them), then the `import` list, so numbers taken by decorators never collide with the
+config's explicit ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+from switchboard import api
+from switchboard.config import Config
+from switchboard.errors import ConfigError
+
+
+def apply(config: Config) -> None:
+    """Run the config's registrations and imports in this (master) process."""
+    for folder in reversed(config.python_path):
+        path = config.relative(folder)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    for entry in config.signals:
+        try:
+            api.register_signal(entry.num, entry.target, entry.handler)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(config.path, str(exc), entry.where, "handler") from None
+    for name in config.imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(config.path, f"importing '{name}' failed: {_summary(exc)}",
+                              "[switchboard]", "import") from None
+
+
+def _summary(exc: BaseException) -> str:
+    """The exception and where in user code it was raised, without the whole traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    where = f" (at {user[-1].filename}:{user[-1].lineno})" if user else ""
+    return traceback.format_exception_only(exc)[-1].strip() + where

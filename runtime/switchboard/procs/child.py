@@ -1,0 +1,252 @@
+"""A child's life after the fork: reset, boot, then read and run signals until told to stop.
+
+One loop serves both the idle child and `signal_wait()`: the wait is the same loop with a
+condition to return.  Signals are read one byte per read, so a signal this process has
+not started yet stays in the channel, where its replacement (or another idle member of
+its group) finds it if this process dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import signal as unix
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from switchboard import api, hosts
+from switchboard.channels import RAISE, READY, REROUTE, WAIT_ANY, WAIT_END, WAIT_NUM, record
+from switchboard.context import Context
+from switchboard.shared import BUSY, IDLE, WAITING, ProcRecord
+from switchboard.table import HandlerKind
+from switchboard.targets import MASTER_SLOT
+
+log = logging.getLogger("switchboard.child")
+
+BOOT_ERROR = 3          # exit status: the child could not boot; the master stops
+ANY = -1                # a wait for any signal
+NEVER = -2              # the top-level loop: no signal ends it
+_UNREGISTERED = None
+_FOREIGN = "foreign"    # registered as a callable that lives in another process
+_LOST = "lost"          # registered, but this process cannot produce the callable
+
+_Resolved = Callable[[int], Any] | str | None
+
+
+class Child(Context):
+    """The Context of a worker (and, later, a mule or spooler)."""
+
+    sock: socket.socket
+    record: ProcRecord
+    signal_timeout: float
+    stopping: bool = False
+
+    def setup(self, sock: socket.socket, groups: list[socket.socket],
+              signal_timeout: float) -> None:
+        self.sock, self.signal_timeout = sock, signal_timeout
+        self.record = self.shared.procs[self.slot]
+        self._fds = [sock.fileno()] + [g.fileno() for g in groups]
+        self._cache: dict[int, tuple[int, _Resolved, str]] = {}
+        self._waits: list[int] = []
+        self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        unix.signal(unix.SIGTERM, self._on_term)
+        self._poll = select.poll()
+        for fd in self._fds + [self._wake_r]:
+            self._poll.register(fd, select.POLLIN)
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Boot (postfork hooks) and serve; the exit status."""
+        try:
+            api.run_postfork_hooks()
+        except Exception:
+            log.exception("%s: a postfork function failed; cannot boot", self._name())
+            return BOOT_ERROR
+        self.record.status = IDLE
+        self._send(record(READY))
+        try:
+            self._serve(NEVER, None)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        return 0
+
+    def _serve(self, want: int, deadline: float | None) -> int | None:
+        """Run signals until one satisfies `want`; None when `deadline` passes."""
+        while True:
+            num = self._next(deadline)
+            if num is None:
+                return None
+            if self._dispatch(num, want):
+                return num
+
+    def _next(self, deadline: float | None) -> int | None:
+        """The next signal for this process, its own channel first."""
+        while True:
+            if self.stopping:
+                raise SystemExit(0)
+            for fd in self._fds:
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    log.warning("%s: the master is gone; exiting", self._name())
+                    raise SystemExit(1)
+                return data[0]
+            timeout = None
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return None
+            events = self._poll.poll(None if timeout is None else timeout * 1000)
+            if any(fd == self._wake_r for fd, _ in events):
+                self._drain_wakeups()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _dispatch(self, num: int, want: int) -> bool:
+        """Run `num`'s handler here if it can run here; True if it ends the wait."""
+        self.last_received = self.record.last_received = num
+        handler, ref = self._handler(num)
+        satisfies = want in (ANY, num)
+        if handler is _UNREGISTERED or handler is _FOREIGN:
+            if satisfies and handler is _UNREGISTERED:
+                return True
+            self._send(record(REROUTE, num))     # the master routes it again
+            return False
+        if handler is _LOST:
+            self.record.no_handler[num] += 1
+            log.error("signal %d: dropped (no-handler): %s cannot run %s here",
+                      num, self._name(), ref)
+        else:
+            assert callable(handler)
+            self._call(num, handler, ref)
+        return satisfies
+
+    def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
+        rec = self.record
+        saved = rec.status, rec.signum, rec.started
+        rec.status, rec.signum, rec.started = BUSY, num, time.monotonic()
+        try:
+            handler(num)
+        except Exception:
+            rec.failed[num] += 1
+            log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
+        else:
+            rec.handled[num] += 1
+        finally:
+            rec.status, rec.signum, rec.started = saved
+
+    def _handler(self, num: int) -> tuple[_Resolved, str]:
+        gen = self.table.entry_generation(num)
+        cached = self._cache.get(num)
+        if cached is not None and cached[0] == gen:
+            return cached[1], cached[2]
+        entry = self.table.get(num)
+        resolved: _Resolved = _UNREGISTERED
+        ref = ""
+        if entry is not None:
+            gen, ref = entry.gen, entry.ref
+            resolved = self._resolve(entry.kind, entry.owner, num, gen, ref)
+        self._cache[num] = (gen, resolved, ref)
+        return resolved, ref
+
+    def _resolve(self, kind: HandlerKind, owner: int, num: int, gen: int,
+                 ref: str) -> _Resolved:
+        if kind is HandlerKind.REFERENCE:
+            try:
+                return hosts.resolve(ref)
+            except ValueError as exc:
+                log.error("signal %d: %s", num, exc)
+                return _LOST
+        if owner not in (self.slot, MASTER_SLOT):
+            return _FOREIGN
+        local = self.local_handlers.get(num)
+        return local[1] if local is not None and local[0] == gen else _LOST
+
+    # -- what the API calls -----------------------------------------------------------
+
+    def raise_signal(self, num: int) -> None:
+        self._send(record(RAISE, num), num)
+
+    def wait(self, num: int | None, timeout: float | None) -> int | None:
+        want = ANY if num is None else num
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._waits.append(want)
+        self._send_wait(want)
+        saved = self.record.status
+        self.record.status = WAITING
+        try:
+            return self._serve(want, deadline)
+        finally:
+            self.record.status = saved
+            self._waits.pop()
+            self._send_wait(self._waits[-1] if self._waits else None)
+
+    def _send_wait(self, want: int | None) -> None:
+        if want is None:
+            self._send(record(WAIT_END))
+        elif want == ANY:
+            self._send(record(WAIT_ANY))
+        else:
+            self._send(record(WAIT_NUM, want))
+
+    def _send(self, data: bytes, num: int | None = None) -> None:
+        """Write a record to the master, waiting up to signal-timeout while it is full."""
+        deadline = time.monotonic() + self.signal_timeout
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 and len(view) == len(data):
+                what = f"signal {num}" if num is not None else "a message"
+                raise OSError(errno.ETIMEDOUT,
+                              f"{what} not accepted by the master within "
+                              f"{self.signal_timeout:g} s (signal-timeout): its queue is full")
+            select.select([], [self.sock], [], max(left, 0.05))
+
+    def _name(self) -> str:
+        return f"{self.role.value} {self.ident}"
+
+
+def become_child(child: Child, sock: socket.socket, groups: list[socket.socket],
+                 signal_timeout: float) -> int:
+    """Run in the forked process once the master's descriptors are closed."""
+    _die_with_parent(child.masterpid)
+    child.shared.after_fork()
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
+    unix.signal(unix.SIGHUP, unix.SIG_IGN)
+    child.setup(sock, groups, signal_timeout)
+    api.install(child)
+    return child.run()
+
+
+def _die_with_parent(masterpid: int) -> None:
+    """Ask the kernel to SIGKILL us when the master dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, unix.SIGKILL)        # PR_SET_PDEATHSIG
+    if os.getppid() != masterpid:
+        os._exit(1)

@@ -1,0 +1,152 @@
+"""Routing: one decision per signal, in the master, from the entry as registered.
+
+The router turns a signal number into appends on bounded outboxes (one per child
+channel, one per first-available group).  A full outbox refuses the signal and the
+caller keeps it (back-pressure); nothing here drops a signal except the held queue of
+unregistered signals, which SPEC allows to drop its oldest, counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import Counter, deque
+
+from switchboard.shared import SIGNALS
+from switchboard.table import Entry, HandlerKind, SignalTable
+from switchboard.targets import MASTER_SLOT, Kind, Topology
+
+log = logging.getLogger("switchboard.router")
+
+ANY = -1
+
+
+class Outbox:
+    """Bytes the master has accepted for one channel and not yet written to it."""
+
+    __slots__ = ("name", "sock", "buf", "limit")
+
+    def __init__(self, name: str, sock: socket.socket, limit: int) -> None:
+        self.name, self.sock, self.limit = name, sock, limit
+        self.buf = bytearray()
+
+    def full(self) -> bool:
+        return len(self.buf) >= self.limit
+
+    def flush(self) -> None:
+        """Write what the socket takes now."""
+        try:
+            sent = self.sock.send(self.buf)
+        except BlockingIOError:
+            return
+        del self.buf[:sent]
+
+
+class Router:
+    def __init__(self, table: SignalTable, topology: Topology, boxes: dict[int, Outbox],
+                 any_worker: Outbox, held_limit: int) -> None:
+        self.table, self.topology = table, topology
+        self.boxes, self.any_worker = boxes, any_worker
+        self.workers = [boxes[s] for s in topology.worker_slots()]
+        self.active_workers = list(self.workers)
+        self.held: deque[int] = deque()
+        self.held_limit = held_limit
+        self.waiters: dict[int, int] = {}          # slot -> wanted number or ANY
+        self.raised = [0] * SIGNALS
+        self.routed = [0] * SIGNALS
+        self.dropped: dict[str, list[int]] = {}
+        self._pending_drops: Counter[tuple[str, int]] = Counter()
+        self._seen_gen = -1
+        self._routes: list[list[Outbox] | None] = [None] * SIGNALS
+
+    def route(self, num: int, front: bool = False) -> bool:
+        """Queue `num` where its entry says; False (and nothing done) if a queue is full."""
+        if self.table.generation != self._seen_gen:
+            self._refresh()
+        boxes = self._routes[num]
+        if boxes is None:
+            self.hold(num, front)
+            return True
+        for box in boxes:
+            if len(box.buf) >= box.limit:
+                return False
+        for box in boxes:
+            box.buf.append(num)
+        self.routed[num] += len(boxes)
+        return True
+
+    def _refresh(self) -> None:
+        self._seen_gen = self.table.generation
+        routes: list[list[Outbox] | None] = [None] * SIGNALS
+        for entry in self.table.entries():
+            routes[entry.num] = self._destinations(entry)
+        self._routes = routes
+
+    def _destinations(self, entry: Entry) -> list[Outbox]:
+        if entry.kind is HandlerKind.LOCAL and entry.owner != MASTER_SLOT:
+            return [self.boxes[entry.owner]]    # only its owner has the callable
+        kind = entry.target.kind
+        if kind is Kind.WORKER:
+            return [self.any_worker]
+        if kind is Kind.WORKERS:
+            return self.workers
+        if kind is Kind.ACTIVE_WORKERS:
+            return self.active_workers
+        return [self.boxes[slot] for slot in self.topology.members(entry.target)]
+
+    # -- unregistered signals: held for a waiter -----------------------------------------
+
+    def hold(self, num: int, front: bool = False) -> None:
+        if front:
+            self.held.appendleft(num)
+        else:
+            self.held.append(num)
+        if len(self.held) > self.held_limit:
+            self.drop(self.held.popleft(), "unregistered")
+
+    def wait(self, slot: int, want: int | None) -> None:
+        """A child started (want) or stopped (None) waiting in signal_wait()."""
+        if want is None:
+            self.waiters.pop(slot, None)
+        else:
+            self.waiters[slot] = want
+
+    def serve_waiters(self) -> None:
+        """Hand held signals to waiting workers, one per waiter per wait."""
+        for slot, want in list(self.waiters.items()):
+            if not self.held:
+                return
+            box = self.boxes[slot]
+            if box.full():
+                continue
+            num = self._take_held(want)
+            if num is not None:
+                box.buf.append(num)
+                self.routed[num] += 1
+                del self.waiters[slot]
+
+    def _take_held(self, want: int) -> int | None:
+        if want == ANY:
+            return self.held.popleft()
+        try:
+            self.held.remove(want)
+        except ValueError:
+            return None
+        return want
+
+    # -- drops: counted per reason, logged once per loop pass ----------------------------
+
+    def drop(self, num: int, reason: str, count: int = 1) -> None:
+        self.dropped.setdefault(reason, [0] * SIGNALS)[num] += count
+        self._pending_drops[(reason, num)] += count
+
+    def log_drops(self) -> None:
+        for (reason, num), count in sorted(self._pending_drops.items()):
+            log.warning("signal %d: dropped %d (%s)", num, count, _REASONS.get(reason, reason))
+        self._pending_drops.clear()
+
+
+_REASONS = {
+    "unregistered": "unregistered: no waiter took it and the held queue is full",
+    "stopped": "stopped: queued but not started when the instance stopped",
+}

@@ -1,0 +1,95 @@
+"""Memory shared by the master and every child: the signal table and one record per process.
+
+It is one memfd, mapped before the first fork, so every child sees the same bytes.
+A POSIX record lock on the same fd is the cross-process lock: the kernel releases it
+when its holder dies, so a child killed mid-registration cannot wedge the table.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGNALS = 256
+REF_MAX = 496
+USER_LOCKS = 64
+
+# Process status, as the master and the stats read it.
+DOWN, STARTING, IDLE, BUSY, WAITING, CHEAP = range(6)
+STATUS_NAMES = ("down", "starting", "idle", "busy", "waiting", "cheap")
+
+
+class EntryRecord(ctypes.Structure):
+    _fields_ = [
+        ("gen", ctypes.c_uint64),          # bumped on every change
+        ("kind", ctypes.c_uint8),          # 0 empty, else a handler kind (table.py)
+        ("target_kind", ctypes.c_uint8),
+        ("target_index", ctypes.c_uint16),
+        ("owner", ctypes.c_uint16),        # slot that registered it
+        ("ref_len", ctypes.c_uint16),
+        ("ref", ctypes.c_char * REF_MAX),
+    ]
+
+
+class TableRecord(ctypes.Structure):
+    _fields_ = [("gen", ctypes.c_uint64), ("entries", EntryRecord * SIGNALS)]
+
+
+class ProcRecord(ctypes.Structure):
+    """One per slot; written by the child that owns the slot, read by the master."""
+
+    _fields_ = [
+        ("pid", ctypes.c_int32),
+        ("status", ctypes.c_uint8),
+        ("signum", ctypes.c_int16),        # signal whose handler runs now, -1 if none
+        ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
+        ("last_received", ctypes.c_int16),
+        ("handled", ctypes.c_uint64 * SIGNALS),
+        ("failed", ctypes.c_uint64 * SIGNALS),
+        ("no_handler", ctypes.c_uint64 * SIGNALS),
+    ]
+
+
+class Shared:
+    """The shared mapping: `table` and `procs[slot]`, plus the locks that guard them."""
+
+    def __init__(self, slots: int) -> None:
+        self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
+        size = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord)
+        os.ftruncate(self.fd, size)
+        self.map = mmap.mmap(self.fd, size)
+        self.table = TableRecord.from_buffer(self.map)
+        base = ctypes.sizeof(TableRecord)
+        step = ctypes.sizeof(ProcRecord)
+        self.procs = [ProcRecord.from_buffer(self.map, base + i * step) for i in range(slots)]
+        for rec in self.procs:
+            rec.signum = rec.last_received = -1
+        self._thread_lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """A child inherits the thread lock in whatever state it was: make a fresh one."""
+        self._thread_lock = threading.Lock()
+
+    @contextmanager
+    def locked(self, n: int = 0) -> Iterator[None]:
+        """Hold lock `n` (0 guards the table; 1.. are users' `uwsgi.lock(n)`)."""
+        self.acquire(n)
+        try:
+            yield
+        finally:
+            self.release(n)
+
+    def acquire(self, n: int = 0) -> None:
+        if n == 0:
+            self._thread_lock.acquire()
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, n)
+
+    def release(self, n: int = 0) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, n)
+        if n == 0:
+            self._thread_lock.release()

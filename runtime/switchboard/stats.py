@@ -1,0 +1,80 @@
+"""The stats document: uWSGI stats-server shape plus per-signal counters."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from switchboard import __version__
+from switchboard.shared import BUSY, CHEAP, SIGNALS, STATUS_NAMES, WAITING
+
+if TYPE_CHECKING:
+    from switchboard.master import Master
+
+
+def document(master: Master) -> dict[str, Any]:
+    """Everything `switchboard stats` prints."""
+    topo = master.topology
+    router = master.router
+    procs = master.shared.procs
+    workers = [_process(master, slot) for slot in topo.worker_slots()]
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime": round(time.monotonic() - master.started, 3),
+        "workers": workers,
+        "mules": [_process(master, slot) for slot in topo.mule_slots()],
+        "spoolers": [_process(master, slot) for slot in topo.spooler_slots()],
+        "signal_queue": len(router.any_worker.buf),
+        "held": len(router.held),
+        "signals": _signals(master, procs),
+    }
+
+
+def _process(master: Master, slot: int) -> dict[str, Any]:
+    rec = master.shared.procs[slot]
+    child = master.children.get(slot)
+    status = STATUS_NAMES[rec.status]
+    record: dict[str, Any] = {
+        "id": master.topology.role_of(slot)[1],
+        "pid": child.pid if child else 0,
+        "status": "idle" if rec.status == WAITING else status,
+        "waiting": rec.status == WAITING,
+        "signals": sum(rec.handled),
+        "failed": sum(rec.failed),
+        "signal_queue": len(master.router.boxes[slot].buf),
+        "respawns": master.respawns[slot],
+        "harakiri_count": master.harakiris[slot],
+    }
+    if rec.status == BUSY:
+        record["signum"] = rec.signum
+        record["running_for"] = round(time.monotonic() - rec.started, 3)
+    if rec.status == CHEAP:
+        record["status"] = "cheap"
+    return record
+
+
+def _signals(master: Master, procs: list[Any]) -> dict[str, Any]:
+    router = master.router
+    registered = {e.num: e for e in master.table.entries()}
+    out: dict[str, Any] = {}
+    for num in range(SIGNALS):
+        handled = sum(rec.handled[num] for rec in procs)
+        failed = sum(rec.failed[num] for rec in procs)
+        dropped = {reason: counts[num] for reason, counts in router.dropped.items()
+                   if counts[num]}
+        no_handler = sum(rec.no_handler[num] for rec in procs)
+        if no_handler:
+            dropped["no-handler"] = no_handler
+        counters = (router.raised[num], router.routed[num], handled, failed, dropped)
+        if num not in registered and not any(counters):
+            continue
+        entry = registered.get(num)
+        out[str(num)] = {
+            "target": entry.target.text(master.topology) if entry else None,
+            "handler": entry.ref if entry else None,
+            "raised": router.raised[num], "routed": router.routed[num],
+            "handled": handled, "failed": failed, "dropped": dropped,
+        }
+    return out
