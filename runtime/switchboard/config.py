@@ -64,9 +64,11 @@ class Config:
     python_path: list[str] = setting("python-path", [],
                                      "Folders added to sys.path (relative to the config).")
     imports: list[str] = setting("import", [], "Python modules imported in the master.")
-    lua: list[str] = setting("lua", [], "Lua scripts run in the master.",
-                             planned="Lua scripts")
-    lua_engine: str = setting("lua-engine", "lua54", "lupa engine for Lua.")
+    lua: list[str] = setting("lua", [], "Lua scripts run in the master (relative to the config).")
+    lua_engine: str = setting("lua-engine", "lua54", "lupa engine: lua54, lua55 or luajit21.")
+    lua_budget: float = setting("lua-budget", 0.0,
+                                "CPU seconds a Lua handler may run before it is stopped "
+                                "with an error (0 = off).", minimum=0)
     control: str = setting("control", "", "Control socket path (default: derived).")
     stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
     signals: list[SignalEntry] = field(default_factory=list)

@@ -23,3 +23,10 @@ class ConfigError(SwitchboardError):
 
 class BootError(SwitchboardError):
     """A child process that cannot start; the master stops instead of respawning it."""
+
+
+class HandlerError(SwitchboardError):
+    """A handler failed in a way its language reports itself (a Lua error and traceback).
+
+    Logged as its message alone: a Python traceback of the host would only be noise.
+    """

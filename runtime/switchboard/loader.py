@@ -1,9 +1,9 @@
 """Apply a checked Config in the master: sys.path, `[[signal]]` entries, imports.
 
 `switchboard check` and `switchboard run` both go through here, so they agree.
-Order: explicit `[[signal]]` entries first (their handler modules are imported to resolve
-them), then the `import` list, so numbers taken by decorators never collide with the
-config's explicit ones.
+Order: explicit `[[signal]]` entries first (their handler modules and scripts are loaded
+to resolve them), then the `import` list, then the `lua` scripts, so numbers taken by
+decorators never collide with the config's explicit ones.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import traceback
 from switchboard import api
 from switchboard.config import Config
 from switchboard.errors import ConfigError
+from switchboard.hosts import lua
 
 
 def apply(config: Config) -> None:
-    """Run the config's registrations and imports in this (master) process."""
+    """Run the config's registrations, imports and Lua scripts in this (master) process."""
+    lua.configure(config.lua_engine, config.folder, config.lua_budget)
     for folder in reversed(config.python_path):
         path = config.relative(folder)
         if path not in sys.path:
@@ -34,6 +36,11 @@ def apply(config: Config) -> None:
         except Exception as exc:
             raise ConfigError(config.path, f"importing '{name}' failed: {_summary(exc)}",
                               "[switchboard]", "import") from None
+    for script in config.lua:
+        try:
+            lua.run_script(script)
+        except ValueError as exc:
+            raise ConfigError(config.path, str(exc), "[switchboard]", "lua") from None
 
 
 def _summary(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from switchboard.shared import REF_MAX, SIGNALS, Shared
-from switchboard.targets import Kind, Target, Topology
+from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ class SignalTable:
 def describe(entry: Entry, topology: Topology) -> str:
     """One line for `switchboard check` and the logs."""
     line = f"{entry.num:3d}  {entry.target.text(topology):<16} {entry.ref}"
-    if entry.kind is HandlerKind.LOCAL:
-        line += f"  (local to {topology.describe(entry.owner)})"
+    if entry.kind is HandlerKind.LOCAL and entry.owner == MASTER_SLOT:
+        line += "  (a callable from the master, inherited by every child)"
+    elif entry.kind is HandlerKind.LOCAL:
+        line += f"  (a callable that lives only in {topology.describe(entry.owner)})"
     return line

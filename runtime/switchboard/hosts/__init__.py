@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from switchboard.hosts import python
+from switchboard.hosts import lua, python
 
 Handler = Callable[[int], object]
 
@@ -21,6 +21,6 @@ def resolve(ref: str) -> Handler:
     if lang == "python":
         return python.resolve(ref, rest)
     if lang == "lua":
-        raise ValueError(f"handler reference '{ref}': Lua handlers are not supported yet")
+        return lua.resolve(ref, rest)
     raise ValueError(f"handler reference '{ref}': unknown language '{lang}' "
                      "(expected python or lua)")

@@ -23,6 +23,7 @@ from typing import Any
 from switchboard import api, hosts
 from switchboard.channels import RAISE, READY, REROUTE, WAIT_ANY, WAIT_END, WAIT_NUM, record
 from switchboard.context import Context
+from switchboard.errors import HandlerError
 from switchboard.shared import BUSY, IDLE, WAITING, ProcRecord
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
@@ -145,6 +146,9 @@ class Child(Context):
         rec.status, rec.signum, rec.started = BUSY, num, time.monotonic()
         try:
             handler(num)
+        except HandlerError as exc:
+            rec.failed[num] += 1
+            log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), exc)
         except Exception:
             rec.failed[num] += 1
             log.exception("signal %d: handler %s failed in %s", num, ref, self._name())

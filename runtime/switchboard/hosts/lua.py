@@ -1,0 +1,191 @@
+"""The Lua host: one lupa runtime per process, and handlers written in Lua.
+
+The master creates the runtime (when the config needs Lua) before it forks, with no
+thread inside it, so each child inherits a runtime of its own holding what the
+config's scripts set up: functions they defined and registered run in every child,
+as in uWSGI.  A handler runs under xpcall, so its error carries the Lua file, line and
+traceback; with `lua-budget` a count hook stops a runaway handler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from importlib import resources
+from types import ModuleType
+from typing import Any
+
+from switchboard import api
+from switchboard.errors import HandlerError
+
+log = logging.getLogger("switchboard.lua")
+
+ENGINES = ("lua54", "lua55", "luajit21")
+
+
+class LuaHandlerError(HandlerError):
+    """A Lua handler failed; the message holds Lua's own file:line and traceback."""
+
+
+class _Host:
+    engine = "lua54"
+    folder = "."
+    budget = 0.0
+    module: ModuleType | None = None
+    runtime: Any = None
+    glue: Any = None
+    scripts: dict[str, Any] = {}
+
+
+_host = _Host()
+
+
+def configure(engine: str, folder: str, budget: float) -> None:
+    """Set the engine, the folder Lua paths are relative to, and the per-call budget."""
+    _host.engine, _host.folder, _host.budget = engine, folder, budget
+
+
+def runtime() -> Any:
+    """This process's LuaRuntime, created on first use."""
+    if _host.runtime is None:
+        _create()
+    return _host.runtime
+
+
+def _create() -> None:
+    module = importlib.import_module("lupa." + _host.engine)
+    lua = module.LuaRuntime(unpack_returned_tuples=True)
+    source = resources.files("switchboard.hosts").joinpath("prelude.lua").read_text()
+    glue = lua.execute(source, name="@switchboard/prelude.lua")
+    glue.setup(lua.table_from(_api_functions()), _write, _host.budget)
+    _host.module, _host.runtime, _host.glue = module, lua, glue
+
+
+def run_script(path: str) -> None:
+    """Run a script from the config's `lua` list (once per process)."""
+    _load(path)
+
+
+def resolve(ref: str, rest: str) -> LuaHandler:
+    """The handler a `lua:PATH.lua:FUNCTION` reference names; ValueError if none."""
+    path, sep, name = rest.rpartition(":")
+    if not sep or not path.endswith(".lua") or not name:
+        raise ValueError(f"handler reference '{ref}' must look like lua:PATH.lua:FUNCTION")
+    returned = _load(path)
+    func = _lookup(returned, name) if _type(returned) == "table" else None
+    if func is None:
+        func = _lookup(runtime().globals(), name)
+    if _type(func) != "function":
+        raise ValueError(f"handler reference '{ref}': {path} defines no function '{name}' "
+                         "(neither a global nor a field of the table it returns)")
+    return LuaHandler(func, ref)
+
+
+def _load(path: str) -> Any:
+    full = os.path.normpath(os.path.join(_host.folder, path))
+    if full in _host.scripts:
+        return _host.scripts[full]
+    lua = runtime()
+    try:
+        with open(full, encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read Lua script {path}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        result = lua.execute(source, name="@" + path)
+    except _host.module.LuaError as exc:  # type: ignore[union-attr]
+        message = str(exc).removeprefix("error loading code: ")
+        raise ValueError(f"Lua script {path} failed: {message}") from None
+    if isinstance(result, tuple):
+        result = result[0] if result else None
+    _host.scripts[full] = result
+    return result
+
+
+def _without_glue(message: str) -> str:
+    """Drop the prelude's own frames from a Lua traceback: the user did not write them."""
+    lines = message.splitlines()
+    return "\n".join(line for line in lines
+                     if "switchboard/prelude.lua" not in line and "'xpcall'" not in line)
+
+
+def _lookup(table: Any, dotted: str) -> Any:
+    obj = table
+    for part in dotted.split("."):
+        if _type(obj) != "table":
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _type(obj: Any) -> str | None:
+    return _host.module.lua_type(obj) if _host.module and obj is not None else None
+
+
+class LuaHandler:
+    """A Lua function as a handler: called as handler(signum) like a Python one."""
+
+    __slots__ = ("func", "name")
+
+    def __init__(self, func: Any, name: str = "") -> None:
+        self.func = func
+        self.name = name or _host.glue.describe(func)
+
+    def __call__(self, num: int) -> None:
+        ok, err = _host.glue.call(self.func, num)
+        if ok:
+            return
+        if isinstance(err, BaseException):
+            raise err               # a Python exception raised under Lua, or the stop
+        raise LuaHandlerError(_without_glue(str(err)))
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# -- the `uwsgi` table: Python functions returning (ok, value) --------------------------
+
+def _api_functions() -> dict[str, Any]:
+    return {name: _safe(fn) for name, fn in {
+        "register_signal": _register_signal,
+        "unregister_signal": lambda num: api.unregister_signal(_int(num)),
+        "signal": lambda num: api.signal(_int(num)),
+        "signal_wait": lambda num=None, timeout=None: api.signal_wait(
+            None if num is None else _int(num), timeout),
+        "signal_received": api.signal_received,
+        "signal_registered": lambda num: bool(api.signal_registered(_int(num))),
+        "worker_id": api.worker_id,
+        "mule_id": api.mule_id,
+        "masterpid": api.masterpid,
+        "log": lambda *parts: log.info("%s", " ".join(str(p) for p in parts)),
+    }.items()}
+
+
+def _safe(fn: Any) -> Any:
+    def call(*args: Any) -> tuple[bool, Any]:
+        try:
+            return True, fn(*args)
+        except (ValueError, TypeError, OSError, RuntimeError) as exc:
+            return False, str(exc)
+    return call
+
+
+def _register_signal(num: Any, target: Any, handler: Any) -> None:
+    if _type(handler) == "function":
+        handler = LuaHandler(handler)
+    elif not isinstance(handler, str):
+        raise TypeError("handler must be a function or a reference string, "
+                        f"not {_type(handler) or 'nil'}")
+    api.register_signal(_int(num), target, handler)
+
+
+def _int(value: Any) -> Any:
+    """Lua numbers that are whole arrive as float on some engines: take them as int."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text + "\n")
