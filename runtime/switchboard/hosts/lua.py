@@ -126,16 +126,27 @@ def _type(obj: Any) -> str | None:
 
 
 class LuaHandler:
-    """A Lua function as a handler: called as handler(signum) like a Python one."""
+    """A Lua function as a handler: called as handler(signum) like a Python one.
 
-    __slots__ = ("func", "name")
+    Without a budget the function is called directly (lupa's error carries Lua's
+    file:line and traceback); with one, through the prelude's guard.
+    """
+
+    __slots__ = ("func", "name", "_guard")
 
     def __init__(self, func: Any, name: str = "") -> None:
         self.func = func
         self.name = name or _host.glue.describe(func)
+        self._guard = _host.glue.call if _host.budget > 0 else None
 
     def __call__(self, num: int) -> None:
-        ok, err = _host.glue.call(self.func, num)
+        if self._guard is None:
+            try:
+                self.func(num)
+            except _host.module.LuaError as exc:  # type: ignore[union-attr]
+                raise LuaHandlerError(_without_glue(str(exc))) from None
+            return
+        ok, err = self._guard(self.func, num)
         if ok:
             return
         if isinstance(err, BaseException):
