@@ -170,6 +170,9 @@ def _bind(path: str) -> socket.socket:
     old = os.umask(0o177)
     try:
         sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot create control socket {path}: {exc.strerror}") from None
     finally:
         os.umask(old)
     sock.listen(64)

@@ -349,7 +349,7 @@ class Master:
         rec = self.shared.procs[slot]
         name, how = self.topology.describe(slot), _how(status)
         booted = rec.status != STARTING
-        if rec.status == BUSY and rec.signum >= 0:
+        if rec.signum >= 0:
             reason = "harakiri" if child.killed_for else "died"
             self.router.drop(rec.signum, reason)
             log.error("signal %d: its handler did not finish: %s (pid %d) %s",
