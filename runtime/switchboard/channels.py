@@ -7,8 +7,11 @@ so bytes queued for a child survive its death and its replacement reads them.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
+
+from switchboard.targets import Target, Topology
 
 RAISE = 0        # arg: the signal number raised
 READY = 1        # the child finished booting
@@ -34,22 +37,27 @@ def pair() -> tuple[socket.socket, socket.socket]:
 
 @dataclass
 class Channels:
-    """Every pair: one per child slot, one shared by the workers for `worker`."""
+    """Every pair: one per child slot, one per first-available group (`worker`, `mule`,
+    each farm, `spooler`), shared by the group's members."""
 
     private: dict[int, tuple[socket.socket, socket.socket]]
-    any_worker: tuple[socket.socket, socket.socket]
+    groups: dict[Target, tuple[socket.socket, socket.socket]]
+    # Children write a byte here when they drain a channel the master found full.
+    wake: tuple[int, int]
 
     @classmethod
-    def create(cls, child_slots: range) -> Channels:
-        return cls({slot: pair() for slot in child_slots}, pair())
+    def create(cls, topology: Topology) -> Channels:
+        wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        return cls({slot: pair() for slot in range(1, topology.slots)},
+                   {group: pair() for group in topology.groups()}, wake)
 
     def all_sockets(self) -> list[socket.socket]:
-        return [s for p in [*self.private.values(), self.any_worker] for s in p]
+        return [s for p in [*self.private.values(), *self.groups.values()] for s in p]
 
-    def keep_for_child(self, slot: int, groups: list[tuple[socket.socket, socket.socket]]
-                       ) -> None:
+    def keep_for_child(self, slot: int, groups: list[Target]) -> None:
         """In a forked child: close every end but its own and its groups' read ends."""
-        keep = {self.private[slot][1].fileno()} | {g[1].fileno() for g in groups}
+        keep = {self.private[slot][1].fileno()} | {self.groups[g][1].fileno() for g in groups}
         for sock in self.all_sockets():
             if sock.fileno() not in keep:
                 sock.close()
+        os.close(self.wake[0])

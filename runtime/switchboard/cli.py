@@ -13,6 +13,8 @@ from switchboard.master import Master
 from switchboard.table import describe
 
 EXIT_CONFIG = 2
+# With --control the instance's signal-timeout is unknown; it answers within it anyway.
+_PATIENCE = 600.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +84,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _control_path(args: argparse.Namespace) -> tuple[str, float]:
     if args.control:
-        return args.control, 15.0
+        return args.control, _PATIENCE
     config = config_mod.load(args.config)
     path = config.relative(config.control) if config.control else \
         control.default_path(config.path)

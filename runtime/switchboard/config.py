@@ -15,11 +15,17 @@ from typing import Any
 from switchboard.errors import ConfigError
 from switchboard.targets import Topology, parse_target
 
+MAX_PROCESSES = 1024          # per role: each slot costs shared memory and a process
+MAX_COUNT = 2**30
+MAX_SECONDS = 10.0**9
+
 
 def setting(key: str, default: Any, doc: str, *, minimum: float | None = None,
-            planned: str | None = None) -> Any:
+            maximum: float | None = None, planned: str | None = None) -> Any:
     """Declare a `[switchboard]` key; `planned` names the feature not built yet."""
-    meta = {"key": key, "doc": doc, "minimum": minimum, "planned": planned}
+    if maximum is None and isinstance(default, int | float) and not isinstance(default, bool):
+        maximum = MAX_SECONDS if isinstance(default, float) else MAX_COUNT
+    meta = {"key": key, "doc": doc, "minimum": minimum, "maximum": maximum, "planned": planned}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -36,15 +42,15 @@ class SignalEntry:
 @dataclass
 class Config:
     path: str = ""
-    workers: int = setting("workers", 1, "Worker processes.", minimum=1)
-    mules: int = setting("mules", 0, "Mule processes.", minimum=0,
+    workers: int = setting("workers", 1, "Worker processes.", minimum=1, maximum=MAX_PROCESSES)
+    mules: int = setting("mules", 0, "Mule processes.", minimum=0, maximum=MAX_PROCESSES,
                          planned="mules")
     farms: dict[str, list[int]] = setting("farms", {}, "Named groups of mules.",
                                           planned="farms")
     spooler: str = setting("spooler", "", "Spool directory; enables the spooler.",
                            planned="the spooler")
     cheaper: int = setting("cheaper", 0, "Workers kept running when idle (0 = all).",
-                           minimum=0, planned="cheaper mode")
+                           minimum=0, maximum=MAX_PROCESSES, planned="cheaper mode")
     cheaper_wait: float = setting("cheaper-wait", 0.1,
                                   "Seconds an any-worker signal waits before a spawn.",
                                   minimum=0)
@@ -139,9 +145,12 @@ def _check_setting(path: str, key: str, value: Any) -> Any:
     fld = _BY_KEY[key]
     meta = fld.metadata
     value = _check_type(path, "[switchboard]", key, value, fld.type)
-    minimum = meta["minimum"]
+    minimum, maximum = meta["minimum"], meta["maximum"]
     if minimum is not None and value < minimum:
         raise ConfigError(path, f"{value} is below the minimum {minimum}", "[switchboard]", key)
+    if maximum is not None and value > maximum:
+        raise ConfigError(path, f"{value} is above the maximum {maximum:g}", "[switchboard]",
+                          key)
     if meta["planned"] and value != fld.default and value != _default(fld):
         raise ConfigError(path, f"{meta['planned']} are not supported yet", "[switchboard]",
                           key)
@@ -164,6 +173,8 @@ def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
     elif kind in ("float", float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         wanted = "a number"
+        if ok and not -MAX_SECONDS <= value <= MAX_SECONDS:
+            raise ConfigError(path, f"{str(value)[:24]} is out of range", entry, key)
         value = float(value) if ok else value
     elif kind in ("str", str):
         ok, wanted = isinstance(value, str), "a string"

@@ -1,8 +1,8 @@
 """The control socket: `switchboard signal` and `switchboard stats` talk to the master here.
 
 Protocol: the client sends one request line (`signal N` or `stats`), the master answers
-with one JSON object and closes.  The socket is created 0600; a request over 4 KiB, or a
-client that says nothing for 10 s, gets an error reply and is closed.
+with one JSON object and closes.  The socket is created 0600; a request over 4 KiB gets
+an error reply, and a client that sends no complete request within 10 s is disconnected.
 """
 
 from __future__ import annotations
@@ -90,14 +90,15 @@ class ControlServer:
         except OSError:
             return self._close(conn)
         conn.inbuf += data
-        if b"\n" in conn.inbuf or not data:
-            conn.request = conn.inbuf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        line, newline, _ = conn.inbuf.partition(b"\n")
+        if len(line) > MAX_REQUEST:
+            self._selector.unregister(conn.sock)
+            self._reply(conn, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
+        elif newline or not data:
+            conn.request = line.decode("utf-8", "replace").strip()
             self._selector.unregister(conn.sock)
             conn.deadline = time.monotonic() + self._retry_for
             self._answer(conn)
-        elif len(conn.inbuf) > MAX_REQUEST:
-            self._selector.unregister(conn.sock)
-            self._reply(conn, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes"})
 
     def _answer(self, conn: _Conn) -> None:
         assert conn.request is not None

@@ -9,27 +9,31 @@ decorators never collide with the config's explicit ones.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 import traceback
 
-from switchboard import api
-from switchboard.config import Config
+from switchboard import api, hosts
+from switchboard.config import Config, SignalEntry
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
+from switchboard.table import SignalTable
 
 
-def apply(config: Config) -> None:
+def apply(config: Config, table: SignalTable) -> None:
     """Run the config's registrations, imports and Lua scripts in this (master) process."""
     lua.configure(config.lua_engine, config.folder, config.lua_budget)
     for folder in reversed(config.python_path):
         path = config.relative(folder)
         if path not in sys.path:
             sys.path.insert(0, path)
-    for entry in config.signals:
-        try:
-            api.register_signal(entry.num, entry.target, entry.handler)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(config.path, str(exc), entry.where, "handler") from None
+    table.reserved = {entry.num for entry in config.signals}
+    try:
+        for entry in config.signals:
+            _register(config, table, entry)
+    finally:
+        table.reserved = set()
     for name in config.imports:
         try:
             importlib.import_module(name)
@@ -43,9 +47,26 @@ def apply(config: Config) -> None:
             raise ConfigError(config.path, str(exc), "[switchboard]", "lua") from None
 
 
+def _register(config: Config, table: SignalTable, entry: SignalEntry) -> None:
+    try:
+        hosts.resolve(entry.handler)          # imports its module: may register numbers
+        earlier = table.get(entry.num)
+        if earlier is not None:
+            log.warning("signal %d: %s replaces %s, registered while loading the config",
+                        entry.num, entry.where, earlier.ref)
+        api.register_signal(entry.num, entry.target, entry.handler)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(config.path, str(exc), entry.where, "handler") from None
+
+
+log = logging.getLogger("switchboard.loader")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
 def _summary(exc: BaseException) -> str:
     """The exception and where in user code it was raised, without the whole traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
+    user = [f for f in frames
+            if "importlib" not in f.filename and not f.filename.startswith(_PACKAGE)]
     where = f" (at {user[-1].filename}:{user[-1].lineno})" if user else ""
     return traceback.format_exception_only(exc)[-1].strip() + where

@@ -50,7 +50,8 @@ class ChildProc:
     pid: int
     started: float
     ready: bool = False
-    killed_for: str = ""
+    kill_reason: str = ""     # "harakiri" or "reload-mercy" once the master kills it
+    killed_for: str = ""      # the same, said for the log
 
 
 class Link:
@@ -88,25 +89,29 @@ class Master:
         self.announced = False
         self.started = time.monotonic()
         self._sigchld = False
-        self._any_mask = 0
+        self._group_masks: dict[str, int] = {}
 
     # -- boot: everything before the first fork ------------------------------------------
 
     def boot(self) -> None:
         """Build the shared table and channels, then load the config's registrations."""
         topo, config = self.topology, self.config
-        self.shared = Shared(topo.slots)
+        self.shared = Shared(topo.slots, len(topo.groups()))
         self.table = SignalTable(self.shared)
-        self.channels = Channels.create(range(1, topo.slots))
-        boxes = {slot: Outbox(topo.describe(slot), ends[0], config.signal_queue)
+        self.channels = Channels.create(topo)
+        flags = self.shared.pressure
+        boxes = {slot: Outbox(topo.describe(slot), *ends, config.signal_queue, flags, slot)
                  for slot, ends in self.channels.private.items()}
-        self.any_worker = Outbox("worker", self.channels.any_worker[0], config.signal_queue)
-        self.router = Router(self.table, topo, boxes, self.any_worker, config.signal_queue)
+        # group pressure flags follow the slots' ones (see Shared)
+        self.flag_of = {g: topo.slots + i for i, g in enumerate(self.channels.groups)}
+        self.groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
+                                 self.flag_of[g]) for g, ends in self.channels.groups.items()}
+        self.router = Router(self.table, topo, boxes, self.groups, config.signal_queue)
         self.links = [Link(slot, box) for slot, box in boxes.items()]
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid())
         self.ctx.router = self.router
         api.install(self.ctx)
-        loader.apply(config)
+        loader.apply(config, self.table)
 
     # -- run -----------------------------------------------------------------------------
 
@@ -119,6 +124,7 @@ class Master:
         for sig in _BLOCKED_IN_FORK:
             unix.signal(sig, _wake_only)
         self.selector.register(self._wake_r, READ, self._on_wakeup)
+        self.selector.register(self.channels.wake[0], READ, self._on_drained)
         path = self.config.control and self.config.relative(self.config.control)
         self.control = control.ControlServer(path or control.default_path(self.config.path),
                                              self.selector, self._on_request,
@@ -145,12 +151,14 @@ class Master:
         return 0.5
 
     def _pass(self) -> None:
-        for link in self.links:
-            if link.blocked:
-                self._process(link)
+        self._flush()
+        blocked = [link for link in self.links if link.blocked]
+        for link in blocked:
+            self._process(link)     # the flush may have made room for them
         if self.router.held and self.router.waiters:
             self.router.serve_waiters()
-        self._flush()
+        if blocked or self.router.held:
+            self._flush()
         self.control.retry()
         self.control.expire()
         self.router.log_drops()
@@ -207,13 +215,14 @@ class Master:
             if mask != link.mask:
                 self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
                 link.mask = mask
-        box = self.any_worker
-        if box.buf:
-            box.flush()
-        want = WRITE if box.buf else 0
-        if want != self._any_mask:
-            self._interest(box.sock, self._any_mask, want, _nothing)
-            self._any_mask = want
+        for box in self.groups.values():
+            if box.buf:
+                box.flush()
+            want = WRITE if box.buf else 0
+            mask = self._group_masks.get(box.name, 0)
+            if want != mask:
+                self._interest(box.sock, mask, want, _nothing)
+                self._group_masks[box.name] = want
 
     def _interest(self, sock: object, old: int, new: int, callback: object) -> None:
         if old == 0:
@@ -259,6 +268,11 @@ class Master:
             elif signum == unix.SIGHUP:
                 log.warning("SIGHUP: graceful reload is not supported yet; ignored")
 
+    def _on_drained(self, mask: int) -> None:
+        """A child read from a channel we found full: the pass retries blocked raisers."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.channels.wake[0], 4096)
+
     def stop(self, reason: str, code: int = 0) -> None:
         """Begin a graceful stop: children finish their current handler, then exit."""
         if self.stopping:
@@ -300,7 +314,7 @@ class Master:
             os.close(self._wake_r)
             os.close(self._wake_w)
             control.close_inherited(self.control)
-            groups = [self.channels.any_worker] if role is Role.WORKER else []
+            groups = self.topology.groups_of(slot)
             self.channels.keep_for_child(slot, groups)
             logs.set_label(self.topology.describe(slot))
             setproctitle.setproctitle(f"switchboard {self.topology.describe(slot)}")
@@ -308,7 +322,8 @@ class Master:
                           self.ctx.masterpid, dict(self.ctx.local_handlers))
             unix.pthread_sigmask(unix.SIG_SETMASK, old_mask)
             code = become_child(child, self.channels.private[slot][1],
-                                [g[1] for g in groups], self.config.signal_timeout)
+                                [(self.channels.groups[g][1], self.flag_of[g]) for g in groups],
+                                self.channels.wake[1], self.config.signal_timeout)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -350,8 +365,7 @@ class Master:
         name, how = self.topology.describe(slot), _how(status)
         booted = rec.status != STARTING
         if rec.signum >= 0:
-            reason = "harakiri" if child.killed_for else "died"
-            self.router.drop(rec.signum, reason)
+            self.router.drop(rec.signum, child.kill_reason or "died")
             log.error("signal %d: its handler did not finish: %s (pid %d) %s",
                       rec.signum, name, pid, how)
         rec.status, rec.pid, rec.signum = DOWN, 0, -1
@@ -381,11 +395,12 @@ class Master:
         for slot, child in self.children.items():
             limit = self._harakiri_limit(slot)
             rec = self.shared.procs[slot]
-            if not limit or child.killed_for or rec.status != BUSY:
+            if not limit or child.kill_reason or rec.status != BUSY:
                 continue
             ran = now - rec.started
             if ran > limit:
                 entry = self.table.get(rec.signum)
+                child.kill_reason = "harakiri"
                 child.killed_for = f"harakiri after {ran:.1f} s on signal {rec.signum}"
                 self.harakiris[slot] += 1
                 log.error("harakiri: %s (pid %d) ran signal %d's handler %s for %.1f s "
@@ -409,10 +424,10 @@ class Master:
                 self._spawn(slot)
         if self.stopping and self.children and now > self.stop_deadline:
             for child in self.children.values():
-                if child.killed_for != "reload-mercy":
+                if child.kill_reason != "reload-mercy":
                     log.warning("%s (pid %d) still running after reload-mercy; killing it",
                                 self.topology.describe(self.pids[child.pid]), child.pid)
-                    child.killed_for = "reload-mercy"
+                    child.kill_reason = child.killed_for = "reload-mercy"
                     _kill(child.pid, unix.SIGKILL)
 
     # -- stop accounting -----------------------------------------------------------------
@@ -429,10 +444,10 @@ class Master:
                 if op in (RAISE, REROUTE):
                     router.drop(num, "stopped")
         queued = bytearray()
-        for box in [*(link.outbox for link in self.links), self.any_worker]:
+        for box in [*(link.outbox for link in self.links), *self.groups.values()]:
             queued += box.buf
             box.buf.clear()
-        for _, child_end in [*self.channels.private.values(), self.channels.any_worker]:
+        for _, child_end in [*self.channels.private.values(), *self.channels.groups.values()]:
             queued += _drain(child_end)
         queued.extend(router.held)
         router.held.clear()

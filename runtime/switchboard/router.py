@@ -8,13 +8,17 @@ unregistered signals, which SPEC allows to drop its oldest, counted and logged.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import logging
 import socket
+import termios
 from collections import Counter, deque
+from typing import Any
 
 from switchboard.shared import SIGNALS
 from switchboard.table import Entry, HandlerKind, SignalTable
-from switchboard.targets import MASTER_SLOT, Kind, Topology
+from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
 log = logging.getLogger("switchboard.router")
 
@@ -22,16 +26,42 @@ ANY = -1
 
 
 class Outbox:
-    """Bytes the master has accepted for one channel and not yet written to it."""
+    """Signals accepted for one channel and not yet read by a child.
 
-    __slots__ = ("name", "sock", "buf", "limit")
+    They sit in `buf` (the master's memory) or in the channel's kernel buffer;
+    `signal-queue` bounds the two together, so the bound is exact whatever the
+    kernel's buffer holds.  `in_kernel` is an upper bound, refreshed only when the
+    queue looks full, so the hot path makes no system call.
+    """
 
-    def __init__(self, name: str, sock: socket.socket, limit: int) -> None:
-        self.name, self.sock, self.limit = name, sock, limit
+    __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index")
+
+    def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
+                 flags: Any = None, index: int = 0) -> None:
+        self.name, self.sock, self.peer, self.limit = name, sock, peer, limit
         self.buf = bytearray()
+        self.in_kernel = 0
+        self.flags, self.index = flags, index    # the shared pressure flag, if any
 
     def full(self) -> bool:
-        return len(self.buf) >= self.limit
+        if len(self.buf) + self.in_kernel < self.limit:
+            return False
+        self.in_kernel = self.unread()
+        if len(self.buf) + self.in_kernel < self.limit:
+            return False
+        if self.flags is None:
+            return True
+        # Ask the next reader to wake us, then look again: a read that happened
+        # before the flag was up would otherwise go unnoticed.
+        self.flags[self.index] = 1
+        self.in_kernel = self.unread()
+        return len(self.buf) + self.in_kernel >= self.limit
+
+    def unread(self) -> int:
+        """Bytes in the channel that no child has read yet."""
+        count = array.array("i", [0])
+        fcntl.ioctl(self.peer.fileno(), termios.FIONREAD, count)
+        return count[0]
 
     def flush(self) -> None:
         """Write what the socket takes now."""
@@ -40,13 +70,14 @@ class Outbox:
         except BlockingIOError:
             return
         del self.buf[:sent]
+        self.in_kernel += sent
 
 
 class Router:
     def __init__(self, table: SignalTable, topology: Topology, boxes: dict[int, Outbox],
-                 any_worker: Outbox, held_limit: int) -> None:
+                 groups: dict[Target, Outbox], held_limit: int) -> None:
         self.table, self.topology = table, topology
-        self.boxes, self.any_worker = boxes, any_worker
+        self.boxes, self.groups = boxes, groups
         self.workers = [boxes[s] for s in topology.worker_slots()]
         self.active_workers = list(self.workers)
         self.held: deque[int] = deque()
@@ -68,7 +99,7 @@ class Router:
             self.hold(num, front)
             return True
         for box in boxes:
-            if len(box.buf) >= box.limit:
+            if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 return False
         for box in boxes:
             box.buf.append(num)
@@ -85,9 +116,10 @@ class Router:
     def _destinations(self, entry: Entry) -> list[Outbox]:
         if entry.kind is HandlerKind.LOCAL and entry.owner != MASTER_SLOT:
             return [self.boxes[entry.owner]]    # only its owner has the callable
+        group = self.groups.get(entry.target)
+        if group is not None:
+            return [group]
         kind = entry.target.kind
-        if kind is Kind.WORKER:
-            return [self.any_worker]
         if kind is Kind.WORKERS:
             return self.workers
         if kind is Kind.ACTIVE_WORKERS:
@@ -149,4 +181,7 @@ class Router:
 _REASONS = {
     "unregistered": "unregistered: no waiter took it and the held queue is full",
     "stopped": "stopped: queued but not started when the instance stopped",
+    "died": "died: its process died before the handler finished",
+    "harakiri": "harakiri: its handler ran past the harakiri limit and was killed",
+    "reload-mercy": "reload-mercy: its handler was killed when the stop's mercy ran out",
 }

@@ -58,15 +58,21 @@ class ProcRecord(ctypes.Structure):
 class Shared:
     """The shared mapping: `table` and `procs[slot]`, plus the locks that guard them."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, groups: int = 1) -> None:
         self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
-        size = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord)
+        channels = slots + groups
+        size = (ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord)
+                + channels)
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
         base = ctypes.sizeof(TableRecord)
         step = ctypes.sizeof(ProcRecord)
         self.procs = [ProcRecord.from_buffer(self.map, base + i * step) for i in range(slots)]
+        # One flag per channel (private ones by slot, then groups): the master sets it
+        # when it refuses a signal because the channel is full; the child that next
+        # reads from the channel clears it and wakes the master (see channels.py).
+        self.pressure = (ctypes.c_uint8 * channels).from_buffer(self.map, base + slots * step)
         for rec in self.procs:
             rec.signum = rec.last_received = -1
         self._thread_lock = threading.Lock()

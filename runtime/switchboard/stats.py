@@ -7,7 +7,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from switchboard import __version__
+from switchboard.router import Outbox
 from switchboard.shared import BUSY, CHEAP, SIGNALS, STATUS_NAMES, WAITING
+from switchboard.targets import Kind, Target
 
 if TYPE_CHECKING:
     from switchboard.master import Master
@@ -26,10 +28,15 @@ def document(master: Master) -> dict[str, Any]:
         "workers": workers,
         "mules": [_process(master, slot) for slot in topo.mule_slots()],
         "spoolers": [_process(master, slot) for slot in topo.spooler_slots()],
-        "signal_queue": len(router.any_worker.buf),
+        "signal_queue": _queued(router.groups[Target(Kind.WORKER)]),
         "held": len(router.held),
         "signals": _signals(master, procs),
     }
+
+
+def _queued(box: Outbox) -> int:
+    """Signals queued for a channel: in the master's memory and in the kernel."""
+    return len(box.buf) + box.unread()
 
 
 def _process(master: Master, slot: int) -> dict[str, Any]:
@@ -43,7 +50,7 @@ def _process(master: Master, slot: int) -> dict[str, Any]:
         "waiting": rec.status == WAITING,
         "signals": sum(rec.handled),
         "failed": sum(rec.failed),
-        "signal_queue": len(master.router.boxes[slot].buf),
+        "signal_queue": _queued(master.router.boxes[slot]),
         "respawns": master.respawns[slot],
         "harakiri_count": master.harakiris[slot],
     }

@@ -44,6 +44,7 @@ class SignalTable:
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
         self._rec = shared.table
+        self.reserved: set[int] = set()   # numbers free_number() must not hand out
 
     @property
     def generation(self) -> int:
@@ -97,7 +98,7 @@ class SignalTable:
         """The lowest unregistered number (uwsgidecorators' get_free_signal)."""
         with self._shared.locked():
             for n in range(SIGNALS):
-                if self._rec.entries[n].kind == 0:
+                if self._rec.entries[n].kind == 0 and n not in self.reserved:
                     return n
         raise ValueError("no free signal number: all 256 are registered")
 

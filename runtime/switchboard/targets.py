@@ -116,6 +116,20 @@ class Topology:
         start = self.workers + self.mules + 1
         return range(start, start + self.spoolers)
 
+    def groups(self) -> list[Target]:
+        """The first-available targets that exist: each has one channel its members share."""
+        found = [Target(Kind.WORKER)]
+        if self.mules:
+            found.append(Target(Kind.MULE))
+        found += [Target(Kind.FARM, i) for i in range(1, len(self.farms) + 1)]
+        if self.spoolers:
+            found.append(Target(Kind.SPOOLER))
+        return found
+
+    def groups_of(self, slot: int) -> list[Target]:
+        """The shared channels a child reads besides its own."""
+        return [g for g in self.groups() if slot in self.members(g)]
+
     def members(self, target: Target) -> list[int]:
         """Every slot the target could ever run on."""
         kind = target.kind

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from importlib import resources
 from types import ModuleType
 from typing import Any
@@ -25,18 +26,24 @@ log = logging.getLogger("switchboard.lua")
 ENGINES = ("lua54", "lua55", "luajit21")
 
 
+_NO_MESSAGE = ("error() was called with a value that is not a string: Lua gives "
+               "no message, file or line for it (use error(\"text\"))")
+
+
 class LuaHandlerError(HandlerError):
     """A Lua handler failed; the message holds Lua's own file:line and traceback."""
 
 
+@dataclass
 class _Host:
-    engine = "lua54"
-    folder = "."
-    budget = 0.0
+    engine: str = "lua54"
+    folder: str = "."
+    budget: float = 0.0
     module: ModuleType | None = None
     runtime: Any = None
     glue: Any = None
-    scripts: dict[str, Any] = {}
+    scripts: dict[str, Any] = field(default_factory=dict)   # path -> what it returned
+    loading: set[str] = field(default_factory=set)
 
 
 _host = _Host()
@@ -73,7 +80,10 @@ def resolve(ref: str, rest: str) -> LuaHandler:
     path, sep, name = rest.rpartition(":")
     if not sep or not path.endswith(".lua") or not name:
         raise ValueError(f"handler reference '{ref}' must look like lua:PATH.lua:FUNCTION")
-    returned = _load(path)
+    try:
+        returned = _load(path)
+    except ValueError as exc:
+        raise ValueError(f"handler reference '{ref}': {exc}") from None
     func = _lookup(returned, name) if _type(returned) == "table" else None
     if func is None:
         func = _lookup(runtime().globals(), name)
@@ -87,6 +97,9 @@ def _load(path: str) -> Any:
     full = os.path.normpath(os.path.join(_host.folder, path))
     if full in _host.scripts:
         return _host.scripts[full]
+    if full in _host.loading:
+        raise ValueError(f"Lua script {path} refers to itself while it is being loaded "
+                         "(register its functions as values, not as lua: references)")
     lua = runtime()
     try:
         with open(full, encoding="utf-8") as f:
@@ -94,11 +107,14 @@ def _load(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read Lua script {path}: "
                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    _host.loading.add(full)
     try:
         result = lua.execute(source, name="@" + path)
     except _host.module.LuaError as exc:  # type: ignore[union-attr]
-        message = str(exc).removeprefix("error loading code: ")
+        message = _without_glue(str(exc).removeprefix("error loading code: "))
         raise ValueError(f"Lua script {path} failed: {message}") from None
+    finally:
+        _host.loading.discard(full)
     if isinstance(result, tuple):
         result = result[0] if result else None
     _host.scripts[full] = result
@@ -144,14 +160,14 @@ class LuaHandler:
             try:
                 self.func(num)
             except _host.module.LuaError as exc:  # type: ignore[union-attr]
-                raise LuaHandlerError(_without_glue(str(exc))) from None
+                raise LuaHandlerError(_without_glue(str(exc)) or _NO_MESSAGE) from None
             return
         ok, err = self._guard(self.func, num)
         if ok:
             return
         if isinstance(err, BaseException):
             raise err               # a Python exception raised under Lua, or the stop
-        raise LuaHandlerError(_without_glue(str(err)))
+        raise LuaHandlerError(_without_glue(err) if isinstance(err, str) else _NO_MESSAGE)
 
     def __repr__(self) -> str:
         return self.name
@@ -160,19 +176,29 @@ class LuaHandler:
 # -- the `uwsgi` table: Python functions returning (ok, value) --------------------------
 
 def _api_functions() -> dict[str, Any]:
-    return {name: _safe(fn) for name, fn in {
-        "register_signal": _register_signal,
-        "unregister_signal": lambda num: api.unregister_signal(_int(num)),
-        "signal": lambda num: api.signal(_int(num)),
-        "signal_wait": lambda num=None, timeout=None: api.signal_wait(
-            None if num is None else _int(num), timeout),
-        "signal_received": api.signal_received,
-        "signal_registered": lambda num: bool(api.signal_registered(_int(num))),
-        "worker_id": api.worker_id,
-        "mule_id": api.mule_id,
-        "masterpid": api.masterpid,
-        "log": lambda *parts: log.info("%s", " ".join(str(p) for p in parts)),
-    }.items()}
+    def unregister_signal(num: Any) -> bool:
+        return api.unregister_signal(_int(num))
+
+    def signal(num: Any, remote: Any = None) -> None:
+        api.signal(_int(num), remote)
+
+    def signal_wait(num: Any = None, timeout: Any = None) -> int | None:
+        return api.signal_wait(None if num is None else _int(num), timeout)
+
+    def signal_registered(num: Any) -> bool:
+        return bool(api.signal_registered(_int(num)))
+
+    def log_(*parts: Any) -> None:
+        log.info("%s", " ".join(str(p) for p in parts))
+
+    functions = {"register_signal": _register_signal, "unregister_signal": unregister_signal,
+                 "signal": signal, "signal_wait": signal_wait,
+                 "signal_received": api.signal_received, "signal_registered": signal_registered,
+                 "worker_id": api.worker_id, "mule_id": api.mule_id,
+                 "masterpid": api.masterpid, "log": log_}
+    for name, fn in functions.items():
+        fn.__qualname__ = name        # argument errors then read as Python's: "signal() ..."
+    return {name: _safe(fn) for name, fn in functions.items()}
 
 
 def _safe(fn: Any) -> Any:
@@ -188,8 +214,8 @@ def _register_signal(num: Any, target: Any, handler: Any) -> None:
     if _type(handler) == "function":
         handler = LuaHandler(handler)
     elif not isinstance(handler, str):
-        raise TypeError("handler must be a function or a reference string, "
-                        f"not {_type(handler) or 'nil'}")
+        kind = _type(handler) or ("nil" if handler is None else type(handler).__name__)
+        raise TypeError(f"handler must be a callable or a reference string, not {kind}")
     api.register_signal(_int(num), target, handler)
 
 

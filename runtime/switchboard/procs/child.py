@@ -8,6 +8,7 @@ its group) finds it if this process dies.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -48,11 +49,15 @@ class Child(Context):
     signal_timeout: float
     stopping: bool = False
 
-    def setup(self, sock: socket.socket, groups: list[socket.socket],
-              signal_timeout: float) -> None:
+    def setup(self, sock: socket.socket, groups: list[tuple[socket.socket, int]],
+              drained_fd: int, signal_timeout: float) -> None:
         self.sock, self.signal_timeout = sock, signal_timeout
         self.record = self.shared.procs[self.slot]
-        self._fds = [sock.fileno()] + [g.fileno() for g in groups]
+        # (fd, index of its pressure flag): our own channel first, then the groups'
+        self._channels = [(sock.fileno(), self.slot)] + [(g.fileno(), i) for g, i in groups]
+        self._fds = [fd for fd, _ in self._channels]
+        self._drained_fd = drained_fd
+        self._pressure = self.shared.pressure
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._waits: list[int] = []
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -96,7 +101,7 @@ class Child(Context):
         while True:
             if self.stopping:
                 raise SystemExit(0)
-            for fd in self._fds:
+            for fd, flag in self._channels:
                 try:
                     data = os.read(fd, 1)
                 except BlockingIOError:
@@ -104,6 +109,8 @@ class Child(Context):
                 if not data:
                     log.warning("%s: the master is gone; exiting", self._name())
                     raise SystemExit(1)
+                if self._pressure[flag]:
+                    self._wake_master(flag)
                 return data[0]
             timeout = None
             if deadline is not None:
@@ -114,6 +121,12 @@ class Child(Context):
             if any(fd == self._wake_r for fd, _ in events):
                 self._drain_wakeups()
 
+    def _wake_master(self, flag: int) -> None:
+        """The master refused signals for this channel; there is room now."""
+        self._pressure[flag] = 0
+        with contextlib.suppress(BlockingIOError):   # full: the master is awake already
+            os.write(self._drained_fd, b"\0")
+
     def _drain_wakeups(self) -> None:
         try:
             while os.read(self._wake_r, 512):
@@ -123,6 +136,15 @@ class Child(Context):
 
     def _dispatch(self, num: int, want: int) -> bool:
         """Run `num`'s handler here if it can run here; True if it ends the wait."""
+        rec = self.record
+        saved = rec.signum
+        rec.signum = num       # from here on, the master counts it if this process dies
+        try:
+            return self._run_received(num, want)
+        finally:
+            rec.signum = saved
+
+    def _run_received(self, num: int, want: int) -> bool:
         self.last_received = self.record.last_received = num
         handler, ref = self._handler(num)
         satisfies = want in (ANY, num)
@@ -142,8 +164,8 @@ class Child(Context):
 
     def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
         rec = self.record
-        saved = rec.status, rec.signum, rec.started
-        rec.status, rec.signum, rec.started = BUSY, num, time.monotonic()
+        saved = rec.status, rec.started
+        rec.status, rec.started = BUSY, time.monotonic()
         try:
             handler(num)
         except HandlerError as exc:
@@ -155,7 +177,7 @@ class Child(Context):
         else:
             rec.handled[num] += 1
         finally:
-            rec.status, rec.signum, rec.started = saved
+            rec.status, rec.started = saved
 
     def _handler(self, num: int) -> tuple[_Resolved, str]:
         gen = self.table.entry_generation(num)
@@ -194,12 +216,14 @@ class Child(Context):
         deadline = None if timeout is None else time.monotonic() + timeout
         self._waits.append(want)
         self._send_wait(want)
-        saved = self.record.status
-        self.record.status = WAITING
+        rec = self.record
+        saved, began = rec.status, time.monotonic()
+        rec.status = WAITING
         try:
             return self._serve(want, deadline)
         finally:
-            self.record.status = saved
+            # Time spent waiting is not time the handler ran: harakiri must not count it.
+            rec.status, rec.started = saved, rec.started + (time.monotonic() - began)
             self._waits.pop()
             self._send_wait(self._waits[-1] if self._waits else None)
 
@@ -233,8 +257,8 @@ class Child(Context):
         return f"{self.role.value} {self.ident}"
 
 
-def become_child(child: Child, sock: socket.socket, groups: list[socket.socket],
-                 signal_timeout: float) -> int:
+def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.socket, int]],
+                 drained_fd: int, signal_timeout: float) -> int:
     """Run in the forked process once the master's descriptors are closed."""
     _die_with_parent(child.masterpid)
     child.shared.after_fork()
@@ -243,7 +267,7 @@ def become_child(child: Child, sock: socket.socket, groups: list[socket.socket],
             stream.reconfigure(line_buffering=True)
     unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
     unix.signal(unix.SIGHUP, unix.SIG_IGN)
-    child.setup(sock, groups, signal_timeout)
+    child.setup(sock, groups, drained_fd, signal_timeout)
     api.install(child)
     return child.run()
 
