@@ -5,12 +5,15 @@ In every process Switchboard starts, `sys.modules["uwsgi"]` is this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from switchboard import hosts
+from switchboard import spool as spool_files
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
 from switchboard.shared import USER_LOCKS
@@ -21,7 +24,10 @@ log = logging.getLogger("switchboard.api")
 
 _ctx: Context | None = None
 post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
+spooler: Callable[[dict[str, Any]], object] | None = None   # runs spool jobs (as uWSGI)
 numproc = 0
+SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE = spool_files.SPOOL_OK, spool_files.SPOOL_RETRY, \
+    spool_files.SPOOL_IGNORE
 
 
 def install(ctx: Context) -> None:
@@ -119,6 +125,17 @@ def i_am_the_spooler() -> bool:
 
 def masterpid() -> int:
     return _context().masterpid
+
+
+def spool(job: dict[Any, Any] | bytes | None = None, **kwargs: Any) -> str:
+    """Store a job for the spooler (durably, before returning); the job file's path."""
+    ctx = _context()
+    if not ctx.spool_dir:
+        raise ValueError("spool(): no spooler is configured (set `spooler` in [switchboard])")
+    path = spool_files.write(ctx.spool_dir, spool_files.make_job(job, **kwargs))
+    with contextlib.suppress(BlockingIOError):   # full: the spoolers are being woken already
+        os.write(ctx.spool_wake, b"\0")
+    return path
 
 
 def lock(n: int = 0) -> None:

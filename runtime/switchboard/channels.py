@@ -44,20 +44,25 @@ class Channels:
     groups: dict[Target, tuple[socket.socket, socket.socket]]
     # Children write a byte here when they drain a channel the master found full.
     wake: tuple[int, int]
+    # uwsgi.spool() writes a byte here to wake the spoolers (they read it).
+    spool_wake: tuple[int, int]
 
     @classmethod
     def create(cls, topology: Topology) -> Channels:
-        wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         return cls({slot: pair() for slot in range(1, topology.slots)},
-                   {group: pair() for group in topology.groups()}, wake)
+                   {group: pair() for group in topology.groups()},
+                   os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC), os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC))
 
     def all_sockets(self) -> list[socket.socket]:
         return [s for p in [*self.private.values(), *self.groups.values()] for s in p]
 
-    def keep_for_child(self, slot: int, groups: list[Target]) -> None:
-        """In a forked child: close every end but its own and its groups' read ends."""
+    def keep_for_child(self, slot: int, groups: list[Target], spooler: bool) -> None:
+        """In a forked child: close every end but its own, its groups' read ends and the
+        write ends of the wake pipes (and, in a spooler, the spool wake's read end)."""
         keep = {self.private[slot][1].fileno()} | {self.groups[g][1].fileno() for g in groups}
         for sock in self.all_sockets():
             if sock.fileno() not in keep:
                 sock.close()
         os.close(self.wake[0])
+        if not spooler:
+            os.close(self.spool_wake[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,18 +40,31 @@ class SignalEntry:
     where: str          # "[[signal]] #2", for error messages
 
 
+@dataclass(frozen=True)
+class MuleProgram:
+    mule: int
+    program: str        # a python: or lua: reference to a callable taking no argument
+    where: str
+
+
 @dataclass
 class Config:
     path: str = ""
     workers: int = setting("workers", 1, "Worker processes.", minimum=1, maximum=MAX_PROCESSES)
-    mules: int = setting("mules", 0, "Mule processes.", minimum=0, maximum=MAX_PROCESSES,
-                         planned="mules")
-    farms: dict[str, list[int]] = setting("farms", {}, "Named groups of mules.",
-                                          planned="farms")
-    spooler: str = setting("spooler", "", "Spool directory; enables the spooler.",
-                           planned="the spooler")
+    mules: int = setting("mules", 0, "Mule processes.", minimum=0, maximum=MAX_PROCESSES)
+    farms: dict[str, list[int]] = setting("farms", {}, "Named groups of mules: "
+                                          "{ name = [mule ids] } (farm_NAME, farmN).")
+    spooler: str = setting("spooler", "", "Spool directory (relative to the config); "
+                           "enables the spooler.")
+    spooler_processes: int = setting("spooler-processes", 1,
+                                     "Spooler processes sharing the spool directory.",
+                                     minimum=1, maximum=64)
+    spooler_frequency: float = setting("spooler-frequency", 30.0,
+                                       "Seconds between scans of the spool directory "
+                                       "(new jobs also wake the spooler at once).",
+                                       minimum=0.01)
     cheaper: int = setting("cheaper", 0, "Workers kept running when idle (0 = all).",
-                           minimum=0, maximum=MAX_PROCESSES, planned="cheaper mode")
+                           minimum=0, maximum=MAX_PROCESSES)
     cheaper_wait: float = setting("cheaper-wait", 0.1,
                                   "Seconds an any-worker signal waits before a spawn.",
                                   minimum=0)
@@ -78,13 +92,16 @@ class Config:
     control: str = setting("control", "", "Control socket path (default: derived).")
     stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
     signals: list[SignalEntry] = field(default_factory=list)
+    programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
 
     @property
     def folder(self) -> str:
         return os.path.dirname(self.path)
 
     def topology(self) -> Topology:
-        return Topology(workers=self.workers)
+        return Topology(workers=self.workers, mules=self.mules,
+                        spoolers=self.spooler_processes if self.spooler else 0,
+                        farms={name: tuple(ids) for name, ids in self.farms.items()})
 
     def relative(self, path: str) -> str:
         """A path from the config, made absolute against the config's folder."""
@@ -93,11 +110,12 @@ class Config:
 
 SETTINGS = [f for f in dataclasses.fields(Config) if "key" in f.metadata]
 _BY_KEY = {f.metadata["key"]: f for f in SETTINGS}
-_SECTIONS = {"switchboard", "signal"}
-_PLANNED_SECTIONS = {"mule": "mule programs", "timer": "timers", "rb_timer": "rb_timers",
+_SECTIONS = {"switchboard", "signal", "mule"}
+_PLANNED_SECTIONS = {"timer": "timers", "rb_timer": "rb_timers",
                      "cron": "cron entries", "file_monitor": "file monitors",
                      "pgnotify": "PostgreSQL notifications", "cluster": "clusters"}
 _SIGNAL_KEYS = {"num", "target", "handler"}
+_FARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def load(path: str) -> Config:
@@ -129,8 +147,57 @@ def from_dict(data: dict[str, Any], path: str) -> Config:
         raise ConfigError(path, "must be a table", "[switchboard]")
     values = {_BY_KEY[k].name: _check_setting(path, k, v) for k, v in _known(path, section)}
     config = Config(path=path, **values)
+    _check_processes(config)
     config.signals = _signal_entries(path, data.get("signal", []), config.topology())
+    config.programs = _mule_programs(path, data.get("mule", []), config.mules)
     return config
+
+
+def _check_processes(config: Config) -> None:
+    path = config.path
+    if config.cheaper and config.cheaper >= config.workers:
+        raise ConfigError(path, f"cheaper = {config.cheaper} must be below workers = "
+                          f"{config.workers} (0 turns cheaper mode off)", "[switchboard]",
+                          "cheaper")
+    for name, ids in config.farms.items():
+        if not _FARM_NAME.fullmatch(name):
+            raise ConfigError(path, f"farm name '{name}' must be letters, digits, '_' or '-'",
+                              "[switchboard]", "farms")
+        if not ids:
+            raise ConfigError(path, f"farm '{name}' has no mules", "[switchboard]", "farms")
+        for mule in ids:
+            if not 1 <= mule <= config.mules:
+                raise ConfigError(path, f"farm '{name}' names mule {mule}, but mules = "
+                                  f"{config.mules}", "[switchboard]", "farms")
+        if len(set(ids)) != len(ids):
+            raise ConfigError(path, f"farm '{name}' names a mule twice", "[switchboard]",
+                              "farms")
+
+
+def _mule_programs(path: str, raw: Any, mules: int) -> dict[int, MuleProgram]:
+    if not isinstance(raw, list):
+        raise ConfigError(path, "must be an array of tables ([[mule]])", "[mule]")
+    programs: dict[int, MuleProgram] = {}
+    for i, item in enumerate(raw, 1):
+        where = f"[[mule]] #{i}"
+        if not isinstance(item, dict):
+            raise ConfigError(path, "must be a table", where)
+        for key in item:
+            if key not in ("id", "program"):
+                raise ConfigError(path, "unknown key (valid: id, program)", where, key)
+        for key in ("id", "program"):
+            if key not in item:
+                raise ConfigError(path, "is required", where, key)
+        mule = _check_type(path, where, "id", item["id"], int)
+        if not 1 <= mule <= mules:
+            raise ConfigError(path, f"there is no mule {mule} (mules = {mules}; [[mule]] "
+                              "gives an existing mule a program, it adds none)", where, "id")
+        if mule in programs:
+            raise ConfigError(path, f"mule {mule} already has a program from "
+                              f"{programs[mule].where}", where, "id")
+        program = _check_type(path, where, "program", item["program"], str)
+        programs[mule] = MuleProgram(mule, program, where)
+    return programs
 
 
 def _known(path: str, section: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -25,6 +25,8 @@ class Context:
     # number -> (entry generation, callable): callables that are not references
     local_handlers: dict[int, tuple[int, Callable[[int], object]]] = field(default_factory=dict)
     last_received: int = -1
+    spool_dir: str = ""            # set when a spooler is configured
+    spool_wake: int = -1           # write end of the pipe that wakes the spoolers
 
     def raise_signal(self, num: int) -> None:
         """Hand `num` to the master; OSError if it cannot take it in time."""

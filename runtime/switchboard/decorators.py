@@ -5,6 +5,8 @@ As in uWSGI, `from uwsgidecorators import *` also brings `uwsgi`.
 
 from __future__ import annotations
 
+import functools
+import pickle
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,4 +45,75 @@ class signal:  # noqa: N801 - uWSGI's name
         return f
 
 
-__all__ = ["uwsgi", "get_free_signal", "postfork", "signal", "postfork_chain"]
+spooler_functions: dict[str, _spoolraw] = {}
+
+
+def manage_spool_request(job: dict[str, Any]) -> object:
+    """The spooler function `@spool` installs: run the decorated function a job names."""
+    name = job.get("ud_spool_func")
+    if name is None:
+        raise ValueError("spool job without 'ud_spool_func': it was not written by a @spool "
+                         "function; set uwsgi.spooler to a function that handles it")
+    func = spooler_functions[name.decode() if isinstance(name, bytes) else name]
+    if "args" in job:
+        ret = func.f(*pickle.loads(job["args"]), **pickle.loads(job["kwargs"]))
+    else:
+        ret = func.f(job)
+    return int(job["ud_spool_ret"]) if "ud_spool_ret" in job else ret
+
+
+class _spoolraw:  # noqa: N801 - uWSGI's names
+    """`@spoolraw`: calling the function spools a job; the spooler runs the function."""
+
+    ret: int | None = None
+
+    def __init__(self, f: Callable[..., Any], pass_arguments: bool) -> None:
+        if not uwsgi._context().spool_dir:
+            raise ValueError(f"@{type(self).__name__.lstrip('_')} on {f.__name__}: no spooler "
+                             "is configured (set `spooler` in [switchboard])")
+        self.f, self.pass_arguments = f, pass_arguments
+        spooler_functions[f.__name__] = self
+        f.spool = self.__call__  # type: ignore[attr-defined]  # uWSGI < 1.9.13 spelling
+        if uwsgi.spooler is None:
+            uwsgi.spooler = manage_spool_request
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        job: dict[str, Any] = {"ud_spool_func": self.f.__name__}
+        if self.ret is not None:
+            job["ud_spool_ret"] = str(self.ret)
+        if self.pass_arguments:
+            job["args"], job["kwargs"] = pickle.dumps(args), pickle.dumps(kwargs)
+        else:
+            if args:
+                job.update(args[0])
+            job.update(kwargs)
+        return uwsgi.spool(job)
+
+    def spool(self, *args: Any, **kwargs: Any) -> str:
+        """`func.spool(...)`: the same as calling it (uWSGI's older spelling)."""
+        return self(*args, **kwargs)
+
+
+class _spool(_spoolraw):  # noqa: N801
+    ret = uwsgi.SPOOL_OK
+
+
+class _spoolforever(_spoolraw):  # noqa: N801
+    ret = uwsgi.SPOOL_RETRY
+
+
+def _spool_decorator(kind: type[_spoolraw]) -> Callable[..., Any]:
+    def decorate(f: Callable[..., Any] | None = None, pass_arguments: bool = False) -> Any:
+        if f is None:
+            return functools.partial(kind, pass_arguments=pass_arguments)
+        return kind(f, pass_arguments)
+    decorate.__name__ = decorate.__qualname__ = kind.__name__.lstrip("_")
+    return decorate
+
+
+spool = _spool_decorator(_spool)
+spoolforever = _spool_decorator(_spoolforever)
+spoolraw = _spool_decorator(_spoolraw)
+
+__all__ = ["uwsgi", "get_free_signal", "postfork", "signal", "postfork_chain", "spool",
+           "spoolforever", "spoolraw", "spooler_functions", "manage_spool_request"]

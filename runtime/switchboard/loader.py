@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from switchboard import api, hosts
 from switchboard.config import Config, SignalEntry
@@ -45,6 +47,32 @@ def apply(config: Config, table: SignalTable) -> None:
             lua.run_script(script)
         except ValueError as exc:
             raise ConfigError(config.path, str(exc), "[switchboard]", "lua") from None
+
+
+def spool_folder(config: Config) -> str:
+    """The spool directory, created (0700) if missing; "" without a spooler."""
+    if not config.spooler:
+        return ""
+    folder = config.relative(config.spooler)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"{folder} is not writable")
+    except OSError as exc:
+        raise ConfigError(config.path, f"cannot use spool directory {folder}: "
+                          f"{exc.strerror or exc}", "[switchboard]", "spooler") from None
+    return folder
+
+
+def mule_programs(config: Config) -> dict[int, Callable[..., Any]]:
+    """Resolve each `[[mule]] program` now, so a bad one stops the start."""
+    programs = {}
+    for mule, entry in config.programs.items():
+        try:
+            programs[mule] = hosts.resolve(entry.program)
+        except ValueError as exc:
+            raise ConfigError(config.path, str(exc), entry.where, "program") from None
+    return programs
 
 
 def _register(config: Config, table: SignalTable, entry: SignalEntry) -> None:

@@ -20,28 +20,23 @@ from dataclasses import dataclass
 import setproctitle
 
 from switchboard import api, control, loader, logs, stats
-from switchboard.channels import (
-    RAISE,
-    READY,
-    RECORD,
-    REROUTE,
-    WAIT_ANY,
-    WAIT_END,
-    WAIT_NUM,
-    Channels,
-)
+from switchboard.channels import Channels
+from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.procs.child import BOOT_ERROR, Child, become_child
-from switchboard.router import ANY, Outbox, Router
-from switchboard.shared import BUSY, DOWN, STARTING, Shared
+from switchboard.procs.spooler import SpoolerWork
+from switchboard.relay import Relay
+from switchboard.router import Outbox, Router
+from switchboard.shared import BUSY, CHEAP, DOWN, STARTING, Shared
 from switchboard.table import SignalTable, check_signum
-from switchboard.targets import Role
+from switchboard.targets import Kind, Role, Target
 
 log = logging.getLogger("switchboard.master")
 
-READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+READ = selectors.EVENT_READ
 _BLOCKED_IN_FORK = {unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGCHLD}
+_TICK = 0.5            # housekeeping (harakiri, cheaper-idle) runs at least this often
 _FAST_DEATH = 1.0      # a child that dies younger than this is respawned after a pause
 
 
@@ -52,18 +47,6 @@ class ChildProc:
     ready: bool = False
     kill_reason: str = ""     # "harakiri" or "reload-mercy" once the master kills it
     killed_for: str = ""      # the same, said for the log
-
-
-class Link:
-    """The master's end of one child's channel: what it raised, and what waits for it."""
-
-    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask")
-
-    def __init__(self, slot: int, outbox: Outbox) -> None:
-        self.slot, self.outbox, self.sock = slot, outbox, outbox.sock
-        self.inbox = bytearray()
-        self.blocked = False
-        self.mask = 0
 
 
 class MasterContext(Context):
@@ -89,7 +72,6 @@ class Master:
         self.announced = False
         self.started = time.monotonic()
         self._sigchld = False
-        self._group_masks: dict[str, int] = {}
 
     # -- boot: everything before the first fork ------------------------------------------
 
@@ -104,14 +86,20 @@ class Master:
                  for slot, ends in self.channels.private.items()}
         # group pressure flags follow the slots' ones (see Shared)
         self.flag_of = {g: topo.slots + i for i, g in enumerate(self.channels.groups)}
-        self.groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
-                                 self.flag_of[g]) for g, ends in self.channels.groups.items()}
-        self.router = Router(self.table, topo, boxes, self.groups, config.signal_queue)
-        self.links = [Link(slot, box) for slot, box in boxes.items()]
-        self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid())
+        groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
+                            self.flag_of[g]) for g, ends in self.channels.groups.items()}
+        self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
+        self.relay = Relay(self.router, self._on_ready)
+        self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
+                                 spool_dir=loader.spool_folder(config),
+                                 spool_wake=self.channels.spool_wake[1])
         self.ctx.router = self.router
         api.install(self.ctx)
         loader.apply(config, self.table)
+        self.programs = loader.mule_programs(config)
+        workers = list(topo.worker_slots())
+        self.cheaper = Cheaper(config.cheaper or len(workers), config.cheaper_wait,
+                               config.cheaper_idle, workers)
 
     # -- run -----------------------------------------------------------------------------
 
@@ -124,14 +112,18 @@ class Master:
         for sig in _BLOCKED_IN_FORK:
             unix.signal(sig, _wake_only)
         self.selector.register(self._wake_r, READ, self._on_wakeup)
-        self.selector.register(self.channels.wake[0], READ, self._on_drained)
+        self.relay.start(self.selector, self.channels.wake[0])
         path = self.config.control and self.config.relative(self.config.control)
         self.control = control.ControlServer(path or control.default_path(self.config.path),
                                              self.selector, self._on_request,
                                              self.config.signal_timeout)
         log.info("master pid %d: control socket %s", os.getpid(), self.control.path)
+        for slot in self.cheaper.cheap:
+            self.router.set_cheap(slot, True)
+            self.shared.procs[slot].status = CHEAP
         for slot in range(1, self.topology.slots):
-            self._spawn(slot)
+            if slot not in self.cheaper.cheap:
+                self._spawn(slot)
         try:
             while True:
                 self._pass()
@@ -140,25 +132,23 @@ class Master:
                 for key, mask in self.selector.select(self._timeout()):
                     key.data(mask)
         finally:
-            self._count_stopped()
+            self.relay.count_stopped(self.channels)
             self.control.close()
         log.info("stopped (exit status %d)", self.exit_code)
         return self.exit_code
 
     def _timeout(self) -> float:
-        if self.due:
-            return max(0.0, min(self.due.values()) - time.monotonic())
-        return 0.5
+        """Until the next thing due: a respawn, a cheaper decision, else housekeeping."""
+        wakes = list(self.due.values())
+        cheaper = self.cheaper.wake_at()
+        if cheaper is not None:
+            wakes.append(cheaper)
+        if not wakes:
+            return _TICK
+        return min(_TICK, max(0.0, min(wakes) - time.monotonic()))
 
     def _pass(self) -> None:
-        self._flush()
-        blocked = [link for link in self.links if link.blocked]
-        for link in blocked:
-            self._process(link)     # the flush may have made room for them
-        if self.router.held and self.router.waiters:
-            self.router.serve_waiters()
-        if blocked or self.router.held:
-            self._flush()
+        self.relay.move()
         self.control.retry()
         self.control.expire()
         self.router.log_drops()
@@ -166,71 +156,6 @@ class Master:
             self._reap()
         self._murder()
         self._manage()
-
-    # -- signals from children -----------------------------------------------------------
-
-    def _on_link(self, link: Link, mask: int) -> None:
-        if mask & READ and not link.blocked:
-            try:
-                data = link.sock.recv(262144)
-            except BlockingIOError:
-                return
-            link.inbox += data
-            self._process(link)
-
-    def _process(self, link: Link) -> None:
-        """Act on every whole record in the link's inbox, stopping at a full queue."""
-        buf, router, slot = link.inbox, self.router, link.slot
-        route, raised = router.route, router.raised
-        i, end = 0, len(buf) - 1
-        while i < end:
-            op, arg = buf[i], buf[i + 1]
-            if op == RAISE:
-                if not route(arg):
-                    break
-                raised[arg] += 1
-            elif op == REROUTE:
-                if not route(arg, front=True):
-                    break
-            elif op == WAIT_ANY:
-                router.wait(slot, ANY)
-            elif op == WAIT_NUM:
-                router.wait(slot, arg)
-            elif op == WAIT_END:
-                router.wait(slot, None)
-            elif op == READY:
-                self._on_ready(slot)
-            else:
-                log.error("%s sent an unknown record (%d, %d); ignored",
-                          self.topology.describe(slot), op, arg)
-            i += RECORD
-        del buf[:i]
-        link.blocked = len(buf) >= RECORD
-
-    def _flush(self) -> None:
-        for link in self.links:
-            if link.outbox.buf:
-                link.outbox.flush()
-            mask = (0 if link.blocked else READ) | (WRITE if link.outbox.buf else 0)
-            if mask != link.mask:
-                self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
-                link.mask = mask
-        for box in self.groups.values():
-            if box.buf:
-                box.flush()
-            want = WRITE if box.buf else 0
-            mask = self._group_masks.get(box.name, 0)
-            if want != mask:
-                self._interest(box.sock, mask, want, _nothing)
-                self._group_masks[box.name] = want
-
-    def _interest(self, sock: object, old: int, new: int, callback: object) -> None:
-        if old == 0:
-            self.selector.register(sock, new, callback)   # type: ignore[arg-type]
-        elif new == 0:
-            self.selector.unregister(sock)   # type: ignore[arg-type]
-        else:
-            self.selector.modify(sock, new, callback)   # type: ignore[arg-type]
 
     # -- control socket ------------------------------------------------------------------
 
@@ -267,11 +192,6 @@ class Master:
                 self.stop(f"got {unix.Signals(signum).name}")
             elif signum == unix.SIGHUP:
                 log.warning("SIGHUP: graceful reload is not supported yet; ignored")
-
-    def _on_drained(self, mask: int) -> None:
-        """A child read from a channel we found full: the pass retries blocked raisers."""
-        with contextlib.suppress(BlockingIOError):
-            os.read(self.channels.wake[0], 4096)
 
     def stop(self, reason: str, code: int = 0) -> None:
         """Begin a graceful stop: children finish their current handler, then exit."""
@@ -315,11 +235,10 @@ class Master:
             os.close(self._wake_w)
             control.close_inherited(self.control)
             groups = self.topology.groups_of(slot)
-            self.channels.keep_for_child(slot, groups)
+            self.channels.keep_for_child(slot, groups, spooler=role is Role.SPOOLER)
             logs.set_label(self.topology.describe(slot))
             setproctitle.setproctitle(f"switchboard {self.topology.describe(slot)}")
-            child = Child(role, ident, slot, self.topology, self.shared, self.table,
-                          self.ctx.masterpid, dict(self.ctx.local_handlers))
+            child = self._make_child(slot, role, ident)
             unix.pthread_sigmask(unix.SIG_SETMASK, old_mask)
             code = become_child(child, self.channels.private[slot][1],
                                 [(self.channels.groups[g][1], self.flag_of[g]) for g in groups],
@@ -335,11 +254,24 @@ class Master:
             finally:
                 os._exit(code)
 
+    def _make_child(self, slot: int, role: Role, ident: int) -> Child:
+        ctx = self.ctx
+        child = Child(role, ident, slot, self.topology, self.shared, self.table, ctx.masterpid,
+                      dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
+                      spool_wake=ctx.spool_wake)
+        if role is Role.MULE:
+            child.program = self.programs.get(ident)
+        elif role is Role.SPOOLER:
+            child.background = SpoolerWork(child, ctx.spool_dir, self.config.spooler_frequency,
+                                           self.channels.spool_wake[0])
+        return child
+
     def _on_ready(self, slot: int) -> None:
         child = self.children.get(slot)
         if child is not None:
             child.ready = True
-        if not self.announced and len(self.children) == self.topology.slots - 1 and all(
+        expected = self.topology.slots - 1 - len(self.cheaper.cheap)
+        if not self.announced and len(self.children) == expected and all(
                 c.ready for c in self.children.values()):
             self.announced = True
             t = self.topology
@@ -376,6 +308,12 @@ class Master:
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
             return
+        if self.cheaper.gone(slot):
+            self.router.set_cheap(slot, True)
+            rec.status = CHEAP
+            log.info("cheaped %s (pid %d): idle for %g s (cheaper-idle)", name, pid,
+                     self.config.cheaper_idle)
+            return
         code = os.waitstatus_to_exitcode(status)
         if code == BOOT_ERROR or (not booted and code != -unix.SIGKILL):
             log.error("%s (pid %d) failed to boot (%s); stopping instead of respawning",
@@ -401,11 +339,12 @@ class Master:
             if ran > limit:
                 entry = self.table.get(rec.signum)
                 child.kill_reason = "harakiri"
-                child.killed_for = f"harakiri after {ran:.1f} s on signal {rec.signum}"
+                child.killed_for = f"harakiri after {ran:.1f} s"
                 self.harakiris[slot] += 1
-                log.error("harakiri: %s (pid %d) ran signal %d's handler %s for %.1f s "
-                          "(limit %g s); killing it", self.topology.describe(slot), child.pid,
-                          rec.signum, entry.ref if entry else "?", ran, limit)
+                what = (f"signal {rec.signum}'s handler {entry.ref if entry else '?'}"
+                        if rec.signum >= 0 else "a spool job")
+                log.error("harakiri: %s (pid %d) ran %s for %.1f s (limit %g s); killing it",
+                          self.topology.describe(slot), child.pid, what, ran, limit)
                 _kill(child.pid, unix.SIGKILL)
 
     def _harakiri_limit(self, slot: int) -> float:
@@ -422,6 +361,8 @@ class Master:
             if when <= now:
                 del self.due[slot]
                 self._spawn(slot)
+        if self.config.cheaper and not self.stopping:
+            self._apply_cheaper(now)
         if self.stopping and self.children and now > self.stop_deadline:
             for child in self.children.values():
                 if child.kill_reason != "reload-mercy":
@@ -430,38 +371,23 @@ class Master:
                     child.kill_reason = child.killed_for = "reload-mercy"
                     _kill(child.pid, unix.SIGKILL)
 
-    # -- stop accounting -----------------------------------------------------------------
-
-    def _count_stopped(self) -> None:
-        """Count every signal queued and not started as dropped (stopped)."""
-        router = self.router
-        for link in self.links:
-            link.inbox += _drain(link.sock)
-            for i in range(0, len(link.inbox) - 1, RECORD):
-                op, num = link.inbox[i], link.inbox[i + 1]
-                if op == RAISE:
-                    router.raised[num] += 1
-                if op in (RAISE, REROUTE):
-                    router.drop(num, "stopped")
-        queued = bytearray()
-        for box in [*(link.outbox for link in self.links), *self.groups.values()]:
-            queued += box.buf
-            box.buf.clear()
-        for _, child_end in [*self.channels.private.values(), *self.channels.groups.values()]:
-            queued += _drain(child_end)
-        queued.extend(router.held)
-        router.held.clear()
-        for num in queued:
-            router.drop(num, "stopped")
-        router.log_drops()
-
+    def _apply_cheaper(self, now: float) -> None:
+        box = self.router.groups[Target(Kind.WORKER)]
+        queued = len(box.buf) + (box.unread() if not box.buf else 0)
+        decision = self.cheaper.decide(now, queued, lambda s: self.router.boxes[s].wanted,
+                                       self.shared.procs)
+        for slot in decision.spawn:
+            self.cheaper.spawned(slot)
+            self.router.set_cheap(slot, False)
+            log.info("bringing back %s (cheaper: signals are waiting)",
+                     self.topology.describe(slot))
+            self._spawn(slot)
+        for slot in decision.cheap:
+            self.cheaper.stopping(slot)
+            _kill(self.children[slot].pid, unix.SIGTERM)
 
 def _wake_only(signum: int, frame: object) -> None:
     """Unix signal handlers only wake the loop (through the wakeup fd)."""
-
-
-def _nothing(mask: int) -> None:
-    """The shared worker channel needs no callback: every pass flushes it."""
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -474,16 +400,3 @@ def _how(status: int) -> str:
     if code < 0:
         return f"was killed by {unix.Signals(-code).name}"
     return f"exited with status {code}"
-
-
-def _drain(sock: object) -> bytes:
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(262144)  # type: ignore[attr-defined]
-        except (BlockingIOError, OSError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)

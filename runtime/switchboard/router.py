@@ -34,7 +34,8 @@ class Outbox:
     queue looks full, so the hot path makes no system call.
     """
 
-    __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index")
+    __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
+                 "cheap", "wanted")
 
     def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
                  flags: Any = None, index: int = 0) -> None:
@@ -42,6 +43,8 @@ class Outbox:
         self.buf = bytearray()
         self.in_kernel = 0
         self.flags, self.index = flags, index    # the shared pressure flag, if any
+        self.cheap = False       # its worker is cheaped: hold signals here, unflushed
+        self.wanted = False      # ... and something addressed to it alone is waiting
 
     def full(self) -> bool:
         if len(self.buf) + self.in_kernel < self.limit:
@@ -83,8 +86,10 @@ class Router:
         self.held: deque[int] = deque()
         self.held_limit = held_limit
         self.waiters: dict[int, int] = {}          # slot -> wanted number or ANY
+        self.any_cheap = False
         self.raised = [0] * SIGNALS
         self.routed = [0] * SIGNALS
+        self.coalesced = [0] * SIGNALS     # `workers` copies a cheaped worker already had
         self.dropped: dict[str, list[int]] = {}
         self._pending_drops: Counter[tuple[str, int]] = Counter()
         self._seen_gen = -1
@@ -98,6 +103,8 @@ class Router:
         if boxes is None:
             self.hold(num, front)
             return True
+        if self.any_cheap:
+            return self._route_with_cheap(num, boxes)
         for box in boxes:
             if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 return False
@@ -105,6 +112,33 @@ class Router:
             box.buf.append(num)
         self.routed[num] += len(boxes)
         return True
+
+    def _route_with_cheap(self, num: int, boxes: list[Outbox]) -> bool:
+        """route() when workers are cheaped: a cheaped worker holds at most one copy of
+        each `workers` signal (uWSGI piles them up: #775); anything addressed to it
+        alone marks it wanted, so the master brings it back."""
+        broadcast = boxes is self.workers
+        chosen = []
+        for box in boxes:
+            if box.cheap and broadcast and num in box.buf:
+                continue
+            if len(box.buf) + box.in_kernel >= box.limit and box.full():
+                return False
+            chosen.append(box)
+        for box in chosen:
+            box.buf.append(num)
+            if box.cheap and not broadcast:
+                box.wanted = True
+        self.routed[num] += len(chosen)
+        self.coalesced[num] += len(boxes) - len(chosen)
+        return True
+
+    def set_cheap(self, slot: int, cheap: bool) -> None:
+        """Worker `slot` was cheaped (or comes back): `active-workers` follows."""
+        box = self.boxes[slot]
+        box.cheap, box.wanted = cheap, False
+        self.active_workers[:] = [b for b in self.workers if not b.cheap]
+        self.any_cheap = any(b.cheap for b in self.workers)
 
     def _refresh(self) -> None:
         self._seen_gen = self.table.generation

@@ -49,6 +49,10 @@ class ProcRecord(ctypes.Structure):
         ("signum", ctypes.c_int16),        # signal whose handler runs now, -1 if none
         ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
         ("last_received", ctypes.c_int16),
+        ("last_active", ctypes.c_double),  # CLOCK_MONOTONIC when it last finished work
+        ("jobs_done", ctypes.c_uint64),    # spool jobs: removed after SPOOL_OK
+        ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
+        ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)
         ("handled", ctypes.c_uint64 * SIGNALS),
         ("failed", ctypes.c_uint64 * SIGNALS),
         ("no_handler", ctypes.c_uint64 * SIGNALS),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from switchboard import __version__
 from switchboard.router import Outbox
 from switchboard.shared import BUSY, CHEAP, SIGNALS, STATUS_NAMES, WAITING
-from switchboard.targets import Kind, Target
+from switchboard.targets import Kind, Role, Target
 
 if TYPE_CHECKING:
     from switchboard.master import Master
@@ -54,6 +54,12 @@ def _process(master: Master, slot: int) -> dict[str, Any]:
         "respawns": master.respawns[slot],
         "harakiri_count": master.harakiris[slot],
     }
+    role = master.topology.role_of(slot)[0]
+    if role is Role.MULE and record["id"] in master.config.programs:
+        record["program"] = master.config.programs[record["id"]].program
+    if role is Role.SPOOLER:
+        record.update(jobs_done=rec.jobs_done, jobs_failed=rec.jobs_failed,
+                      jobs_retried=rec.jobs_retried)
     if rec.status == BUSY:
         record["signum"] = rec.signum
         record["running_for"] = round(time.monotonic() - rec.started, 3)
@@ -83,5 +89,6 @@ def _signals(master: Master, procs: list[Any]) -> dict[str, Any]:
             "handler": entry.ref if entry else None,
             "raised": router.raised[num], "routed": router.routed[num],
             "handled": handled, "failed": failed, "dropped": dropped,
+            "coalesced": router.coalesced[num],
         }
     return out

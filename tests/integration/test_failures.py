@@ -35,7 +35,8 @@ def _stats_when(inst, wait_for, predicate, timeout=15):
     def check():
         stats = inst.stats()
         return stats if predicate(stats) else None
-    return wait_for(check, timeout, interval=0.1, message=lambda: f"stats: {inst.stats()}\nlog:\n{inst.log}")
+    return wait_for(check, timeout, interval=0.1,
+                    message=lambda: f"stats: {inst.stats()}\nlog:\n{inst.log}")
 
 
 def test_a_handler_exception_is_logged_counted_and_the_worker_goes_on(make_instance, wait_for):

@@ -142,7 +142,7 @@ def _type(obj: Any) -> str | None:
 
 
 class LuaHandler:
-    """A Lua function as a handler: called as handler(signum) like a Python one.
+    """A Lua function as a handler (or a mule program), called like a Python one.
 
     Without a budget the function is called directly (lupa's error carries Lua's
     file:line and traceback); with one, through the prelude's guard.
@@ -155,14 +155,15 @@ class LuaHandler:
         self.name = name or _host.glue.describe(func)
         self._guard = _host.glue.call if _host.budget > 0 else None
 
-    def __call__(self, num: int) -> None:
+    def __call__(self, *args: Any) -> None:
+        """handler(signum) for a handler; program() for a mule program."""
         if self._guard is None:
             try:
-                self.func(num)
+                self.func(*args)
             except _host.module.LuaError as exc:  # type: ignore[union-attr]
                 raise LuaHandlerError(_without_glue(str(exc)) or _NO_MESSAGE) from None
             return
-        ok, err = self._guard(self.func, num)
+        ok, err = self._guard(self.func, *args)
         if ok:
             return
         if isinstance(err, BaseException):

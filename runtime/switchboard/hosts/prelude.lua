@@ -13,10 +13,10 @@ end
 
 -- Call a handler under xpcall (Lua traceback on error) and, when a budget is set,
 -- under the deadline the count hook enforces.
-function _M.call(f, sig)
+function _M.call(f, ...)
     local outer = deadline
     if budget > 0 then deadline = clock() + budget end
-    local ok, err = xpcall(f, traceback, sig)
+    local ok, err = xpcall(f, traceback, ...)
     deadline = outer
     return ok, err
 end

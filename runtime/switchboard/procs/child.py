@@ -25,6 +25,7 @@ from switchboard import api, hosts
 from switchboard.channels import RAISE, READY, REROUTE, WAIT_ANY, WAIT_END, WAIT_NUM, record
 from switchboard.context import Context
 from switchboard.errors import HandlerError
+from switchboard.procs.spooler import SpoolerWork
 from switchboard.shared import BUSY, IDLE, WAITING, ProcRecord
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
@@ -34,6 +35,7 @@ log = logging.getLogger("switchboard.child")
 BOOT_ERROR = 3          # exit status: the child could not boot; the master stops
 ANY = -1                # a wait for any signal
 NEVER = -2              # the top-level loop: no signal ends it
+_BACKGROUND = -3        # from _next(): background work is due
 _UNREGISTERED = None
 _FOREIGN = "foreign"    # registered as a callable that lives in another process
 _LOST = "lost"          # registered, but this process cannot produce the callable
@@ -42,12 +44,16 @@ _Resolved = Callable[[int], Any] | str | None
 
 
 class Child(Context):
-    """The Context of a worker (and, later, a mule or spooler)."""
+    """The Context of a worker, mule or spooler."""
 
     sock: socket.socket
     record: ProcRecord
     signal_timeout: float
     stopping: bool = False
+    program: Callable[..., Any] | None = None    # a mule's main loop
+    background: SpoolerWork | None = None        # a spooler's jobs
+    _in_program = False
+    _in_background = False
 
     def setup(self, sock: socket.socket, groups: list[tuple[socket.socket, int]],
               drained_fd: int, signal_timeout: float) -> None:
@@ -66,9 +72,13 @@ class Child(Context):
         self._poll = select.poll()
         for fd in self._fds + [self._wake_r]:
             self._poll.register(fd, select.POLLIN)
+        if self.background is not None:
+            self._poll.register(self.background.fd, select.POLLIN)
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
+        if self._in_program and self.record.status != BUSY:
+            raise SystemExit(0)      # interrupt the mule's program (SPEC 2)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -80,12 +90,29 @@ class Child(Context):
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
         self.record.status = IDLE
+        self.record.last_active = time.monotonic()
         self._send(record(READY))
         try:
+            if self.program is not None:
+                self._run_program(self.program)
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
         return 0
+
+    def _run_program(self, program: Callable[..., Any]) -> None:
+        """A mule's program: signals are handled only inside its signal_wait() calls."""
+        self._in_program = True
+        try:
+            program()
+        except Exception:
+            log.exception("%s: its program failed; it carries on as a signal-only mule",
+                          self._name())
+        else:
+            log.info("%s: its program returned; it carries on as a signal-only mule",
+                     self._name())
+        finally:
+            self._in_program = False
 
     def _serve(self, want: int, deadline: float | None) -> int | None:
         """Run signals until one satisfies `want`; None when `deadline` passes."""
@@ -93,11 +120,23 @@ class Child(Context):
             num = self._next(deadline)
             if num is None:
                 return None
-            if self._dispatch(num, want):
+            if num == _BACKGROUND:
+                self._run_background()
+            elif self._dispatch(num, want):
                 return num
 
+    def _run_background(self) -> None:
+        assert self.background is not None
+        self._in_background = True
+        try:
+            self.background.run()
+        finally:
+            self._in_background = False
+
     def _next(self, deadline: float | None) -> int | None:
-        """The next signal for this process, its own channel first."""
+        """The next signal for this process, its own channel first; _BACKGROUND when
+        background work (spool jobs) is due; None when `deadline` passes."""
+        background = None if self._in_background else self.background
         while True:
             if self.stopping:
                 raise SystemExit(0)
@@ -112,14 +151,20 @@ class Child(Context):
                 if self._pressure[flag]:
                     self._wake_master(flag)
                 return data[0]
-            timeout = None
-            if deadline is not None:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    return None
-            events = self._poll.poll(None if timeout is None else timeout * 1000)
-            if any(fd == self._wake_r for fd, _ in events):
-                self._drain_wakeups()
+            now = time.monotonic()
+            if deadline is not None and deadline <= now:
+                return None
+            if background is not None and background.deadline() <= now:
+                return _BACKGROUND
+            wakes = [deadline] if deadline is not None else []
+            if background is not None:
+                wakes.append(background.deadline())
+            timeout = max(0.0, min(wakes) - now) * 1000 if wakes else None
+            for fd, _ in self._poll.poll(timeout):
+                if fd == self._wake_r:
+                    self._drain_wakeups()
+                elif background is not None and fd == background.fd:
+                    background.woken()
 
     def _wake_master(self, flag: int) -> None:
         """The master refused signals for this channel; there is room now."""
@@ -178,6 +223,7 @@ class Child(Context):
             rec.handled[num] += 1
         finally:
             rec.status, rec.started = saved
+            rec.last_active = time.monotonic()
 
     def _handler(self, num: int) -> tuple[_Resolved, str]:
         gen = self.table.entry_generation(num)

@@ -1,0 +1,175 @@
+"""The master's half of the signal path: children's channels in, outboxes out.
+
+Each pass reads what children raised in large chunks, routes each record (one table
+lookup and an append), and writes every outbox with one send per socket.  A raiser whose
+signal meets a full queue is paused at that record (its later records wait behind it,
+so its order holds) and retried when room appears: after a flush, or when a child that
+drained a full channel wakes the master through the pressure pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+from collections.abc import Callable
+
+from switchboard.channels import (
+    RAISE,
+    READY,
+    RECORD,
+    REROUTE,
+    WAIT_ANY,
+    WAIT_END,
+    WAIT_NUM,
+    Channels,
+)
+from switchboard.router import ANY, Outbox, Router
+
+log = logging.getLogger("switchboard.master")
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class Link:
+    """The master's end of one child's channel: what it raised, and what waits for it."""
+
+    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask")
+
+    def __init__(self, slot: int, outbox: Outbox) -> None:
+        self.slot, self.outbox, self.sock = slot, outbox, outbox.sock
+        self.inbox = bytearray()
+        self.blocked = False
+        self.mask = 0
+
+
+class Relay:
+    def __init__(self, router: Router, on_ready: Callable[[int], None]) -> None:
+        self.router, self._on_ready = router, on_ready
+        self.links = [Link(slot, box) for slot, box in router.boxes.items()]
+        self._group_masks: dict[str, int] = {}
+
+    def start(self, selector: selectors.BaseSelector, drained_fd: int) -> None:
+        """Watch the channels (in the master, after boot)."""
+        self.selector, self._drained_fd = selector, drained_fd
+        selector.register(drained_fd, READ, self._on_drained)
+
+    def move(self) -> None:
+        """One pass: flush, retry paused raisers, serve waiters, flush what that queued."""
+        self._flush()
+        blocked = [link for link in self.links if link.blocked]
+        for link in blocked:
+            self._process(link)     # the flush may have made room for them
+        router = self.router
+        if router.held and router.waiters:
+            router.serve_waiters()
+        if blocked or router.held:
+            self._flush()
+
+    def _on_drained(self, mask: int) -> None:
+        """A child read from a channel we found full: the next pass retries raisers."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._drained_fd, 4096)
+
+    def _on_link(self, link: Link, mask: int) -> None:
+        if mask & READ and not link.blocked:
+            try:
+                data = link.sock.recv(262144)
+            except BlockingIOError:
+                return
+            link.inbox += data
+            self._process(link)
+
+    def _process(self, link: Link) -> None:
+        """Act on every whole record in the link's inbox, stopping at a full queue."""
+        buf, router, slot = link.inbox, self.router, link.slot
+        route, raised = router.route, router.raised
+        i, end = 0, len(buf) - 1
+        while i < end:
+            op, arg = buf[i], buf[i + 1]
+            if op == RAISE:
+                if not route(arg):
+                    break
+                raised[arg] += 1
+            elif op == REROUTE:
+                if not route(arg, front=True):
+                    break
+            elif op == WAIT_ANY:
+                router.wait(slot, ANY)
+            elif op == WAIT_NUM:
+                router.wait(slot, arg)
+            elif op == WAIT_END:
+                router.wait(slot, None)
+            elif op == READY:
+                self._on_ready(slot)
+            else:
+                log.error("%s sent an unknown record (%d, %d); ignored",
+                          self.router.topology.describe(slot), op, arg)
+            i += RECORD
+        del buf[:i]
+        link.blocked = len(buf) >= RECORD
+
+    def _flush(self) -> None:
+        for link in self.links:
+            box = link.outbox
+            if box.buf and not box.cheap:       # a cheaped worker's signals wait here
+                box.flush()
+            mask = (0 if link.blocked else READ) | (WRITE if box.buf and not box.cheap else 0)
+            if mask != link.mask:
+                self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
+                link.mask = mask
+        for box in self.router.groups.values():
+            if box.buf:
+                box.flush()
+            want = WRITE if box.buf else 0
+            mask = self._group_masks.get(box.name, 0)
+            if want != mask:
+                self._interest(box.sock, mask, want, _nothing)
+                self._group_masks[box.name] = want
+
+    def _interest(self, sock: object, old: int, new: int, callback: object) -> None:
+        if old == 0:
+            self.selector.register(sock, new, callback)   # type: ignore[arg-type]
+        elif new == 0:
+            self.selector.unregister(sock)   # type: ignore[arg-type]
+        else:
+            self.selector.modify(sock, new, callback)   # type: ignore[arg-type]
+
+    def count_stopped(self, channels: Channels) -> None:
+        """Count every signal queued and not started as dropped (stopped)."""
+        router = self.router
+        for link in self.links:
+            link.inbox += _drain(link.sock)
+            for i in range(0, len(link.inbox) - 1, RECORD):
+                op, num = link.inbox[i], link.inbox[i + 1]
+                if op == RAISE:
+                    router.raised[num] += 1
+                if op in (RAISE, REROUTE):
+                    router.drop(num, "stopped")
+        queued = bytearray()
+        for box in [*(link.outbox for link in self.links), *self.router.groups.values()]:
+            queued += box.buf
+            box.buf.clear()
+        for _, child_end in [*channels.private.values(), *channels.groups.values()]:
+            queued += _drain(child_end)
+        queued.extend(router.held)
+        router.held.clear()
+        for num in queued:
+            router.drop(num, "stopped")
+        router.log_drops()
+
+
+def _drain(sock: object) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = sock.recv(262144)  # type: ignore[attr-defined]
+        except (BlockingIOError, OSError):
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+def _nothing(mask: int) -> None:
+    """The shared worker channel needs no callback: every pass flushes it."""
