@@ -216,7 +216,7 @@ def _check_setting(path: str, key: str, value: Any) -> Any:
     if minimum is not None and value < minimum:
         raise ConfigError(path, f"{value} is below the minimum {minimum}", "[switchboard]", key)
     if maximum is not None and value > maximum:
-        raise ConfigError(path, f"{value} is above the maximum {maximum:g}", "[switchboard]",
+        raise ConfigError(path, f"{value} is above the maximum {maximum:,}", "[switchboard]",
                           key)
     if meta["planned"] and value != fld.default and value != _default(fld):
         raise ConfigError(path, f"{meta['planned']} are not supported yet", "[switchboard]",

@@ -93,6 +93,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 def _summary(exc: BaseException) -> str:
     """The exception and where in user code it was raised, without the whole traceback."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"SyntaxError: {exc.msg} (at {exc.filename}:{exc.lineno})"
     frames = traceback.extract_tb(exc.__traceback__)
     user = [f for f in frames
             if "importlib" not in f.filename and not f.filename.startswith(_PACKAGE)]

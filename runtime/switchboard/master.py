@@ -24,11 +24,11 @@ from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
-from switchboard.procs.child import BOOT_ERROR, Child, become_child
+from switchboard.procs.child import Child, become_child
 from switchboard.procs.spooler import SpoolerWork
 from switchboard.relay import Relay
 from switchboard.router import Outbox, Router
-from switchboard.shared import BUSY, CHEAP, DOWN, STARTING, Shared
+from switchboard.shared import BUSY, CHEAP, DOWN, MAX_NESTED, STARTING, Shared
 from switchboard.table import SignalTable, check_signum
 from switchboard.targets import Kind, Role, Target
 
@@ -296,11 +296,11 @@ class Master:
         rec = self.shared.procs[slot]
         name, how = self.topology.describe(slot), _how(status)
         booted = rec.status != STARTING
-        if rec.signum >= 0:
-            self.router.drop(rec.signum, child.kill_reason or "died")
+        for num in rec.running[:min(rec.depth, MAX_NESTED)]:   # outermost first
+            self.router.drop(num, child.kill_reason or "died")
             log.error("signal %d: its handler did not finish: %s (pid %d) %s",
                       rec.signum, name, pid, how)
-        rec.status, rec.pid, rec.signum = DOWN, 0, -1
+        rec.status, rec.pid, rec.signum, rec.depth = DOWN, 0, -1, 0
         self.router.wait(slot, None)
         for num in self.table.drop_owned_by(slot):
             log.warning("signal %d: unregistered: its handler was a callable that lived "
@@ -315,7 +315,7 @@ class Master:
                      self.config.cheaper_idle)
             return
         code = os.waitstatus_to_exitcode(status)
-        if code == BOOT_ERROR or (not booted and code != -unix.SIGKILL):
+        if not booted and code != -unix.SIGKILL:
             log.error("%s (pid %d) failed to boot (%s); stopping instead of respawning",
                       name, pid, how)
             self.stop(f"{name} failed to boot", code=1)

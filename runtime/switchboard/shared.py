@@ -18,6 +18,7 @@ from contextlib import contextmanager
 SIGNALS = 256
 REF_MAX = 496
 USER_LOCKS = 64
+MAX_NESTED = 16         # handlers in progress one process tracks (nested by signal_wait)
 
 # Process status, as the master and the stats read it.
 DOWN, STARTING, IDLE, BUSY, WAITING, CHEAP = range(6)
@@ -47,6 +48,8 @@ class ProcRecord(ctypes.Structure):
         ("pid", ctypes.c_int32),
         ("status", ctypes.c_uint8),
         ("signum", ctypes.c_int16),        # signal whose handler runs now, -1 if none
+        ("depth", ctypes.c_uint8),         # handlers in progress (nested by signal_wait)
+        ("running", ctypes.c_int16 * MAX_NESTED),  # their signals, outermost first
         ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
         ("last_received", ctypes.c_int16),
         ("last_active", ctypes.c_double),  # CLOCK_MONOTONIC when it last finished work

@@ -26,7 +26,7 @@ from switchboard.channels import RAISE, READY, REROUTE, WAIT_ANY, WAIT_END, WAIT
 from switchboard.context import Context
 from switchboard.errors import HandlerError
 from switchboard.procs.spooler import SpoolerWork
-from switchboard.shared import BUSY, IDLE, WAITING, ProcRecord
+from switchboard.shared import BUSY, IDLE, MAX_NESTED, WAITING, ProcRecord
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
 
@@ -182,12 +182,15 @@ class Child(Context):
     def _dispatch(self, num: int, want: int) -> bool:
         """Run `num`'s handler here if it can run here; True if it ends the wait."""
         rec = self.record
-        saved = rec.signum
+        saved, depth = rec.signum, rec.depth
         rec.signum = num       # from here on, the master counts it if this process dies
+        if depth < MAX_NESTED:
+            rec.running[depth] = num
+        rec.depth = depth + 1
         try:
             return self._run_received(num, want)
         finally:
-            rec.signum = saved
+            rec.signum, rec.depth = saved, depth
 
     def _run_received(self, num: int, want: int) -> bool:
         self.last_received = self.record.last_received = num
