@@ -6,6 +6,7 @@ In every process Switchboard starts, `sys.modules["uwsgi"]` is this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -17,6 +18,8 @@ from switchboard import spool as spool_files
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
 from switchboard.shared import USER_LOCKS
+from switchboard.sources import cron, filemon
+from switchboard.sources.timer import check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
 from switchboard.targets import MASTER_SLOT, Role, parse_target
 
@@ -125,6 +128,65 @@ def i_am_the_spooler() -> bool:
 
 def masterpid() -> int:
     return _context().masterpid
+
+
+def add_timer(num: int, seconds: float, iterations: int = 0) -> None:
+    """Raise `num` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
+    _add_source("timer", num, seconds=check_period(seconds),
+                iterations=check_iterations(iterations))
+
+
+def add_rb_timer(num: int, seconds: float, iterations: int = 0) -> None:
+    """uWSGI's user-space timer: here the same machinery as add_timer()."""
+    _add_source("rb_timer", num, seconds=check_period(seconds),
+                iterations=check_iterations(iterations))
+
+
+def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
+    """Raise `num` in each local minute matching uWSGI's cron integers; True."""
+    spec = cron.from_ints(minute, hour, day, month, weekday)
+    _add_source("cron", num, cron=dataclasses.asdict(spec))
+    return True
+
+
+def add_file_monitor(num: int, path: str, iterations: int = 0, recursive: bool = False) -> None:
+    """Raise `num` when the file or directory at `path` changes (it may not exist yet)."""
+    if not isinstance(recursive, bool):
+        raise TypeError(f"recursive must be a bool, not {type(recursive).__name__}")
+    _add_source("file_monitor", num, path=filemon.check_path(path),
+                iterations=check_iterations(iterations), recursive=recursive)
+
+
+def del_timer(num: int) -> None:
+    """Remove every timer and rb_timer raising `num`."""
+    _add_source("del_timer", num)
+
+
+def del_cron(num: int) -> None:
+    _add_source("del_cron", num)
+
+
+def del_file_monitor(num: int) -> None:
+    _add_source("del_file_monitor", num)
+
+
+def _add_source(kind: str, num: int, **spec: Any) -> None:
+    _context().add_source({"kind": kind, "num": check_signum(num), **spec})
+
+
+def set_user_harakiri(seconds: float) -> None:
+    """Kill this process if it is still busy `seconds` from now (0 clears it)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValueError(f"seconds must be a number >= 0, not {seconds!r}")
+    _context().set_user_harakiri(float(seconds))
+
+
+async def signal_wait_async(num: int | None = None, timeout: float | None = None) -> int | None:
+    """signal_wait() for asyncio code: the event loop keeps running while it waits."""
+    ctx = _context()
+    if num is not None:
+        num = check_signum(num)
+    return await ctx.wait_async(num, timeout)
 
 
 def spool(job: dict[Any, Any] | bytes | None = None, **kwargs: Any) -> str:

@@ -19,12 +19,19 @@ WAIT_ANY = 2     # the child waits in signal_wait() for any signal
 WAIT_NUM = 3     # ... for signal `arg`
 WAIT_END = 4     # the child stopped waiting
 REROUTE = 5      # arg: a signal the child received but cannot run: route it again
+MESSAGE = 6      # followed by a 4-byte big-endian length and that much JSON
+TICK = 7         # arg: a file-monitor tick (coalesces, never blocks the master)
 
 RECORD = 2
 
 
 def record(op: int, arg: int = 0) -> bytes:
     return bytes((op, arg))
+
+
+def message(payload: bytes) -> bytes:
+    """A MESSAGE record: for what does not fit in one byte (adding a timer, ...)."""
+    return bytes((MESSAGE, 0)) + len(payload).to_bytes(4, "big") + payload
 
 
 def pair() -> tuple[socket.socket, socket.socket]:

@@ -1,4 +1,4 @@
-"""Cheaper mode: run `cheaper` workers when idle, more while any-worker signals wait.
+"""Cheaper mode: run workers 1..K always, the others while any-worker signals wait.
 
 A pure policy: given the time, the queue of the `worker` group and each worker's record,
 it says which workers to spawn and which to cheap.  The master carries it out.
@@ -41,12 +41,13 @@ class Cheaper:
                 self._queued_since = now
             return decision
         self._queued_since = None
-        running = [s for s in self.workers if s not in self.cheap and s not in self.leaving]
-        if len(running) > self.minimum:
-            idle = [s for s in running if records[s].status == IDLE
-                    and now - records[s].last_active >= self.idle]
-            if idle:
-                decision.cheap.append(max(idle))
+        # Workers 1..K always run; the spare ones above are cheaped when idle long enough.
+        spare = [s for s in self.workers[self.minimum:]
+                 if s not in self.cheap and s not in self.leaving]
+        idle = [s for s in spare if records[s].status == IDLE
+                and now - records[s].last_active >= self.idle]
+        if idle:
+            decision.cheap.append(max(idle))
         return decision
 
     def wake_at(self) -> float | None:

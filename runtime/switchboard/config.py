@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.errors import ConfigError
+from switchboard.sources import config as source_config
 from switchboard.targets import Topology, parse_target
 
 MAX_PROCESSES = 1024          # per role: each slot costs shared memory and a process
@@ -93,6 +94,7 @@ class Config:
     stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
     signals: list[SignalEntry] = field(default_factory=list)
     programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
+    sources: list[source_config.SourceEntry] = field(default_factory=list)
 
     @property
     def folder(self) -> str:
@@ -101,7 +103,8 @@ class Config:
     def topology(self) -> Topology:
         return Topology(workers=self.workers, mules=self.mules,
                         spoolers=self.spooler_processes if self.spooler else 0,
-                        farms={name: tuple(ids) for name, ids in self.farms.items()})
+                        farms={name: tuple(ids) for name, ids in self.farms.items()},
+                        sources=1)
 
     def relative(self, path: str) -> str:
         """A path from the config, made absolute against the config's folder."""
@@ -110,10 +113,8 @@ class Config:
 
 SETTINGS = [f for f in dataclasses.fields(Config) if "key" in f.metadata]
 _BY_KEY = {f.metadata["key"]: f for f in SETTINGS}
-_SECTIONS = {"switchboard", "signal", "mule"}
-_PLANNED_SECTIONS = {"timer": "timers", "rb_timer": "rb_timers",
-                     "cron": "cron entries", "file_monitor": "file monitors",
-                     "pgnotify": "PostgreSQL notifications", "cluster": "clusters"}
+_SECTIONS = {"switchboard", "signal", "mule", *source_config.SECTIONS}
+_PLANNED_SECTIONS = {"cluster": "clusters"}
 _SIGNAL_KEYS = {"num", "target", "handler"}
 _FARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -150,7 +151,20 @@ def from_dict(data: dict[str, Any], path: str) -> Config:
     _check_processes(config)
     config.signals = _signal_entries(path, data.get("signal", []), config.topology())
     config.programs = _mule_programs(path, data.get("mule", []), config.mules)
+    config.sources = source_config.parse(path, data, config.topology())
+    _check_duplicates(config)
     return config
+
+
+def _check_duplicates(config: Config) -> None:
+    """Two entries that give a handler for the same number are an error naming both."""
+    seen = {entry.num: entry.where for entry in config.signals}
+    for entry in config.sources:
+        if entry.handler is not None and entry.num is not None:
+            if entry.num in seen:
+                raise ConfigError(config.path, f"signal {entry.num} is already given by "
+                                  f"{seen[entry.num]}", entry.where, "signal")
+            seen[entry.num] = entry.where
 
 
 def _check_processes(config: Config) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from switchboard.shared import Shared
 from switchboard.table import SignalTable
@@ -31,6 +32,16 @@ class Context:
     def raise_signal(self, num: int) -> None:
         """Hand `num` to the master; OSError if it cannot take it in time."""
         raise NotImplementedError
+
+    def add_source(self, spec: dict[str, Any]) -> None:
+        """Add or remove a timer, cron or file monitor (`spec` says which)."""
+        raise NotImplementedError
+
+    def set_user_harakiri(self, seconds: float) -> None:
+        """Only children have a harakiri; in the master it does nothing."""
+
+    async def wait_async(self, num: int | None, timeout: float | None) -> int | None:
+        raise RuntimeError(f"signal_wait_async() cannot be called in the {self.role.value}")
 
     def wait(self, num: int | None, timeout: float | None) -> int | None:
         """Block until a signal (or `num`) arrives; None on timeout."""

@@ -45,6 +45,80 @@ class signal:  # noqa: N801 - uWSGI's name
         return f
 
 
+class _source:  # noqa: N801
+    """Register the function for a signal (`signum`, or the lowest free one) and add
+    the source that raises it."""
+
+    def __init__(self, *args: Any, target: str = "", signum: int | None = None) -> None:
+        self.num = get_free_signal() if signum is None else signum
+        self.target, self.args = target, args
+
+    def __call__(self, f: F) -> F:
+        uwsgi.register_signal(self.num, self.target, f)
+        self.add(self.num, *self.args)
+        return f
+
+    add: Callable[..., Any]
+
+
+class timer(_source):  # noqa: N801
+    """`@timer(seconds, target="", signum=None)`."""
+
+    add = staticmethod(uwsgi.add_timer)
+
+
+class rbtimer(_source):  # noqa: N801
+    """`@rbtimer(seconds, target="", signum=None)`."""
+
+    add = staticmethod(uwsgi.add_rb_timer)
+
+
+class cron(_source):  # noqa: N801
+    """`@cron(minute, hour, day, month, weekday, target="", signum=None)`."""
+
+    add = staticmethod(uwsgi.add_cron)
+
+
+class filemon(_source):  # noqa: N801
+    """`@filemon(path, target="", signum=None)`."""
+
+    add = staticmethod(uwsgi.add_file_monitor)
+
+
+class lock:  # noqa: N801
+    """Run the function under uwsgi.lock() (not at all in the spooler, as uWSGI)."""
+
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+        functools.update_wrapper(self, f)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if uwsgi.i_am_the_spooler():
+            return None
+        uwsgi.lock()
+        try:
+            return self.f(*args, **kwargs)
+        finally:
+            uwsgi.unlock()
+
+
+class harakiri:  # noqa: N801
+    """`@harakiri(seconds)`: kill the process if one call runs longer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, f: F) -> F:
+        @functools.wraps(f)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            uwsgi.set_user_harakiri(self.seconds)
+            try:
+                return f(*args, **kwargs)
+            finally:
+                uwsgi.set_user_harakiri(0)
+        return guarded  # type: ignore[return-value]
+
+
 spooler_functions: dict[str, _spoolraw] = {}
 
 
@@ -116,4 +190,5 @@ spoolforever = _spool_decorator(_spoolforever)
 spoolraw = _spool_decorator(_spoolraw)
 
 __all__ = ["uwsgi", "get_free_signal", "postfork", "signal", "postfork_chain", "spool",
-           "spoolforever", "spoolraw", "spooler_functions", "manage_spool_request"]
+           "spoolforever", "spoolraw", "spooler_functions", "manage_spool_request", "timer",
+           "rbtimer", "cron", "filemon", "lock", "harakiri"]

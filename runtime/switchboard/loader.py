@@ -23,19 +23,41 @@ from switchboard.hosts import lua
 from switchboard.table import SignalTable
 
 
-def apply(config: Config, table: SignalTable) -> None:
+def apply(config: Config, table: SignalTable,
+          add_source: Callable[[dict[str, Any]], None]) -> None:
     """Run the config's registrations, imports and Lua scripts in this (master) process."""
     lua.configure(config.lua_engine, config.folder, config.lua_budget)
     for folder in reversed(config.python_path):
         path = config.relative(folder)
         if path not in sys.path:
             sys.path.insert(0, path)
-    table.reserved = {entry.num for entry in config.signals}
+    table.reserved = {entry.num for entry in config.signals} | {
+        entry.num for entry in config.sources if entry.num is not None}
     try:
         for entry in config.signals:
             _register(config, table, entry)
+        _imports(config)
     finally:
         table.reserved = set()
+    _sources(config, table, add_source)
+
+
+def _sources(config: Config, table: SignalTable,
+             add_source: Callable[[dict[str, Any]], None]) -> None:
+    """Start the config's timers, crons, monitors and listeners; take free numbers."""
+    for entry in config.sources:
+        num = entry.num
+        if entry.handler is not None:
+            try:
+                num = table.free_number() if num is None else num
+                api.register_signal(num, entry.target, entry.handler)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(config.path, str(exc), entry.where, "handler") from None
+        assert num is not None
+        add_source(entry.spec(num))
+
+
+def _imports(config: Config) -> None:
     for name in config.imports:
         try:
             importlib.import_module(name)

@@ -9,6 +9,7 @@ manage (respawn).  Unix signal handlers only wake the loop.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import selectors
@@ -16,6 +17,7 @@ import signal as unix
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import setproctitle
 
@@ -25,10 +27,14 @@ from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.procs.child import Child, become_child
+from switchboard.procs.sources import SourcesWork
 from switchboard.procs.spooler import SpoolerWork
 from switchboard.relay import Relay
 from switchboard.router import Outbox, Router
 from switchboard.shared import BUSY, CHEAP, DOWN, MAX_NESTED, STARTING, Shared
+from switchboard.sources.pgnotify import Listener
+from switchboard.sources.registry import Registry
+from switchboard.sources.schedule import Schedule
 from switchboard.table import SignalTable, check_signum
 from switchboard.targets import Kind, Role, Target
 
@@ -51,11 +57,15 @@ class ChildProc:
 
 class MasterContext(Context):
     router: Router
+    registry: Registry
 
     def raise_signal(self, num: int) -> None:
         if not self.router.route(num):
             raise OSError(f"signal {num}: its queue is full (signal-queue)")
         self.router.raised[num] += 1
+
+    def add_source(self, spec: dict[str, Any]) -> None:
+        self.registry.apply(spec)
 
 
 class Master:
@@ -89,13 +99,16 @@ class Master:
         groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
                             self.flag_of[g]) for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
-        self.relay = Relay(self.router, self._on_ready)
+        self.relay = Relay(self.router, self._on_ready, self._on_message)
+        self.registry = Registry(self.router, Schedule())
+        self.registry.tell_helper = self._tell_helper
+        self._commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
                                  spool_dir=loader.spool_folder(config),
                                  spool_wake=self.channels.spool_wake[1])
-        self.ctx.router = self.router
+        self.ctx.router, self.ctx.registry = self.router, self.registry
         api.install(self.ctx)
-        loader.apply(config, self.table)
+        loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
         self.cheaper = Cheaper(config.cheaper or len(workers), config.cheaper_wait,
@@ -121,16 +134,21 @@ class Master:
         for slot in self.cheaper.cheap:
             self.router.set_cheap(slot, True)
             self.shared.procs[slot].status = CHEAP
+        self.dormant = set(self.cheaper.cheap)
+        helper = self.topology.sources_slot()
+        if helper is not None and not self.registry.needs_helper():
+            self.dormant.add(helper)        # spawned when the first monitor is added
+        self.running = True
         for slot in range(1, self.topology.slots):
-            if slot not in self.cheaper.cheap:
+            if slot not in self.dormant:
                 self._spawn(slot)
         try:
             while True:
-                self._pass()
+                _guarded(self._pass)
                 if self.stopping and not self.children:
                     break
                 for key, mask in self.selector.select(self._timeout()):
-                    key.data(mask)
+                    _guarded(key.data, mask)
         finally:
             self.relay.count_stopped(self.channels)
             self.control.close()
@@ -138,16 +156,18 @@ class Master:
         return self.exit_code
 
     def _timeout(self) -> float:
-        """Until the next thing due: a respawn, a cheaper decision, else housekeeping."""
+        """Until the next thing due: a tick, a respawn, a cheaper decision, housekeeping."""
         wakes = list(self.due.values())
-        cheaper = self.cheaper.wake_at()
-        if cheaper is not None:
-            wakes.append(cheaper)
+        for wake in (self.cheaper.wake_at(), self.registry.schedule.wake_at()):
+            if wake is not None:
+                wakes.append(wake)
         if not wakes:
             return _TICK
         return min(_TICK, max(0.0, min(wakes) - time.monotonic()))
 
     def _pass(self) -> None:
+        self.registry.fire()
+        self.router.retry_ticks()
         self.relay.move()
         self.control.retry()
         self.control.expire()
@@ -210,7 +230,7 @@ class Master:
     def _spawn(self, slot: int) -> None:
         role, ident = self.topology.role_of(slot)
         rec = self.shared.procs[slot]
-        rec.status, rec.signum = STARTING, -1
+        rec.status, rec.signum, rec.user_harakiri = STARTING, -1, 0.0
         sys.stdout.flush()
         sys.stderr.flush()
         old_mask = unix.pthread_sigmask(unix.SIG_BLOCK, _BLOCKED_IN_FORK)
@@ -236,6 +256,9 @@ class Master:
             control.close_inherited(self.control)
             groups = self.topology.groups_of(slot)
             self.channels.keep_for_child(slot, groups, spooler=role is Role.SPOOLER)
+            os.close(self._commands[1])
+            if role is not Role.SOURCES:
+                os.close(self._commands[0])
             logs.set_label(self.topology.describe(slot))
             setproctitle.setproctitle(f"switchboard {self.topology.describe(slot)}")
             child = self._make_child(slot, role, ident)
@@ -254,6 +277,27 @@ class Master:
             finally:
                 os._exit(code)
 
+    def _on_message(self, slot: int, payload: bytes) -> None:
+        """A child asked for something bigger than a signal (a timer, a monitor...)."""
+        try:
+            spec = json.loads(payload)
+            self.registry.apply(spec)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("%s sent a request that cannot be applied (%s); ignored",
+                      self.topology.describe(slot), exc)
+
+    def _tell_helper(self, command: dict[str, Any]) -> None:
+        """Pass a file-monitor change to the sources helper, starting it if needed."""
+        slot = self.topology.sources_slot()
+        if slot is None or not getattr(self, "running", False) or self.stopping:
+            return                      # not forked yet: the helper inherits the registry
+        if slot in self.dormant:
+            self.dormant.discard(slot)
+            self._spawn(slot)           # it inherits every monitor, this one included
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._commands[1], json.dumps(command).encode() + b"\n")
+
     def _make_child(self, slot: int, role: Role, ident: int) -> Child:
         ctx = self.ctx
         child = Child(role, ident, slot, self.topology, self.shared, self.table, ctx.masterpid,
@@ -264,13 +308,17 @@ class Master:
         elif role is Role.SPOOLER:
             child.background = SpoolerWork(child, ctx.spool_dir, self.config.spooler_frequency,
                                            self.channels.spool_wake[0])
+        elif role is Role.SOURCES:
+            listeners = [Listener(x.num, x.dsn, x.channel) for x in self.registry.listeners]
+            child.background = SourcesWork(child, self._commands[0],
+                                           list(self.registry.monitors.values()), listeners)
         return child
 
     def _on_ready(self, slot: int) -> None:
         child = self.children.get(slot)
         if child is not None:
             child.ready = True
-        expected = self.topology.slots - 1 - len(self.cheaper.cheap)
+        expected = self.topology.slots - 1 - len(self.dormant)
         if not self.announced and len(self.children) == expected and all(
                 c.ready for c in self.children.values()):
             self.announced = True
@@ -331,21 +379,26 @@ class Master:
         """Kill children whose current handler has run past its harakiri limit."""
         now = time.monotonic()
         for slot, child in self.children.items():
-            limit = self._harakiri_limit(slot)
             rec = self.shared.procs[slot]
-            if not limit or child.kill_reason or rec.status != BUSY:
+            if child.kill_reason:
                 continue
+            if rec.user_harakiri and now > rec.user_harakiri:
+                self._harakiri(slot, child, "ran past its set_user_harakiri() time")
+                continue
+            limit = self._harakiri_limit(slot)
             ran = now - rec.started
-            if ran > limit:
+            if limit and rec.status == BUSY and ran > limit:
                 entry = self.table.get(rec.signum)
-                child.kill_reason = "harakiri"
-                child.killed_for = f"harakiri after {ran:.1f} s"
-                self.harakiris[slot] += 1
                 what = (f"signal {rec.signum}'s handler {entry.ref if entry else '?'}"
                         if rec.signum >= 0 else "a spool job")
-                log.error("harakiri: %s (pid %d) ran %s for %.1f s (limit %g s); killing it",
-                          self.topology.describe(slot), child.pid, what, ran, limit)
-                _kill(child.pid, unix.SIGKILL)
+                self._harakiri(slot, child, f"ran {what} for {ran:.1f} s (limit {limit:g} s)")
+
+    def _harakiri(self, slot: int, child: ChildProc, why: str) -> None:
+        child.kill_reason, child.killed_for = "harakiri", f"harakiri: {why}"
+        self.harakiris[slot] += 1
+        log.error("harakiri: %s (pid %d) %s; killing it", self.topology.describe(slot),
+                  child.pid, why)
+        _kill(child.pid, unix.SIGKILL)
 
     def _harakiri_limit(self, slot: int) -> float:
         role = self.topology.role_of(slot)[0]
@@ -388,6 +441,15 @@ class Master:
 
 def _wake_only(signum: int, frame: object) -> None:
     """Unix signal handlers only wake the loop (through the wakeup fd)."""
+
+
+def _guarded(step: Any, *args: Any) -> None:
+    """One step of the loop: a bug in it is logged, and the loop (the master) goes on."""
+    try:
+        step(*args)
+    except Exception:
+        log.exception("internal error in the master's loop (%s); carrying on",
+                      getattr(step, "__qualname__", step))
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -16,10 +16,12 @@ import selectors
 from collections.abc import Callable
 
 from switchboard.channels import (
+    MESSAGE,
     RAISE,
     READY,
     RECORD,
     REROUTE,
+    TICK,
     WAIT_ANY,
     WAIT_END,
     WAIT_NUM,
@@ -45,8 +47,9 @@ class Link:
 
 
 class Relay:
-    def __init__(self, router: Router, on_ready: Callable[[int], None]) -> None:
-        self.router, self._on_ready = router, on_ready
+    def __init__(self, router: Router, on_ready: Callable[[int], None],
+                 on_message: Callable[[int, bytes], None]) -> None:
+        self.router, self._on_ready, self._on_message = router, on_ready, on_message
         self.links = [Link(slot, box) for slot, box in router.boxes.items()]
         self._group_masks: dict[str, int] = {}
 
@@ -82,19 +85,30 @@ class Relay:
             self._process(link)
 
     def _process(self, link: Link) -> None:
-        """Act on every whole record in the link's inbox, stopping at a full queue."""
+        """Act on every whole record in the link's inbox, pausing at a full queue."""
         buf, router, slot = link.inbox, self.router, link.slot
         route, raised = router.route, router.raised
-        i, end = 0, len(buf) - 1
+        i, end, stalled = 0, len(buf) - 1, False
         while i < end:
             op, arg = buf[i], buf[i + 1]
             if op == RAISE:
                 if not route(arg):
+                    stalled = True
                     break
                 raised[arg] += 1
             elif op == REROUTE:
                 if not route(arg, front=True):
+                    stalled = True
                     break
+            elif op == TICK:
+                router.tick((slot, arg), arg)
+            elif op == MESSAGE:
+                size = int.from_bytes(buf[i + 2:i + 6], "big") if i + 6 <= len(buf) else -1
+                if size < 0 or i + 6 + size > len(buf):
+                    break                       # the rest has not arrived yet
+                self._on_message(slot, bytes(buf[i + 6:i + 6 + size]))
+                i += 6 + size
+                continue
             elif op == WAIT_ANY:
                 router.wait(slot, ANY)
             elif op == WAIT_NUM:
@@ -108,7 +122,7 @@ class Relay:
                           self.router.topology.describe(slot), op, arg)
             i += RECORD
         del buf[:i]
-        link.blocked = len(buf) >= RECORD
+        link.blocked = stalled
 
     def _flush(self) -> None:
         for link in self.links:

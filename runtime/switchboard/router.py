@@ -35,7 +35,7 @@ class Outbox:
     """
 
     __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
-                 "cheap", "wanted")
+                 "cheap", "wanted", "flushed")
 
     def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
                  flags: Any = None, index: int = 0) -> None:
@@ -45,6 +45,7 @@ class Outbox:
         self.flags, self.index = flags, index    # the shared pressure flag, if any
         self.cheap = False       # its worker is cheaped: hold signals here, unflushed
         self.wanted = False      # ... and something addressed to it alone is waiting
+        self.flushed = 0         # bytes ever written to the channel
 
     def full(self) -> bool:
         if len(self.buf) + self.in_kernel < self.limit:
@@ -74,6 +75,12 @@ class Outbox:
             return
         del self.buf[:sent]
         self.in_kernel += sent
+        self.flushed += sent
+
+    def consumed(self) -> int:
+        """Bytes children have read from the channel, ever: a tick queued at position P
+        has been delivered once this reaches P."""
+        return self.flushed - self.unread()
 
 
 class Router:
@@ -92,6 +99,8 @@ class Router:
         self.coalesced = [0] * SIGNALS     # `workers` copies a cheaped worker already had
         self.dropped: dict[str, list[int]] = {}
         self._pending_drops: Counter[tuple[str, int]] = Counter()
+        self._marks: dict[tuple[object, Outbox], int] = {}        # where a tick sits
+        self._waiting_ticks: dict[tuple[object, Outbox], int] = {}
         self._seen_gen = -1
         self._routes: list[list[Outbox] | None] = [None] * SIGNALS
 
@@ -112,6 +121,51 @@ class Router:
             box.buf.append(num)
         self.routed[num] += len(boxes)
         return True
+
+    def tick(self, source: object, num: int) -> None:
+        """A timer, cron or file-monitor tick: never blocks, and each source keeps at most
+        one undelivered tick per destination (the others coalesce, counted)."""
+        self.raised[num] += 1
+        if self.table.generation != self._seen_gen:
+            self._refresh()
+        boxes = self._routes[num]
+        if boxes is None:
+            if num in self.held:
+                self.coalesced[num] += 1
+            else:
+                self.hold(num)
+            return
+        broadcast = boxes is self.workers
+        for box in boxes:
+            key = (source, box)
+            if key in self._waiting_ticks or self._marks.get(key, 0) > box.consumed():
+                self.coalesced[num] += 1
+            elif len(box.buf) + box.in_kernel >= box.limit and box.full():
+                self._waiting_ticks[key] = num      # delivered when room appears
+            else:
+                self._queue_tick(key, box, num, broadcast)
+
+    def retry_ticks(self) -> None:
+        """Queue ticks that met a full queue, where there is room now."""
+        for key, num in list(self._waiting_ticks.items()):
+            box = key[1]
+            if not box.full():
+                del self._waiting_ticks[key]
+                self._queue_tick(key, box, num, False)
+
+    def forget(self, source: object) -> None:
+        """A source was removed: drop what we remember of its ticks."""
+        for table in (self._marks, self._waiting_ticks):
+            for key in [k for k in table if k[0] is source]:
+                del table[key]
+
+    def _queue_tick(self, key: tuple[object, Outbox], box: Outbox, num: int,
+                    broadcast: bool) -> None:
+        box.buf.append(num)
+        self._marks[key] = box.flushed + len(box.buf)
+        self.routed[num] += 1
+        if box.cheap and not broadcast:
+            box.wanted = True
 
     def _route_with_cheap(self, num: int, boxes: list[Outbox]) -> bool:
         """route() when workers are cheaped: a cheaped worker holds at most one copy of
@@ -171,7 +225,12 @@ class Router:
             self.drop(self.held.popleft(), "unregistered")
 
     def wait(self, slot: int, want: int | None) -> None:
-        """A child started (want) or stopped (None) waiting in signal_wait()."""
+        """A child started (want) or stopped (None) waiting in signal_wait().
+
+        Only workers take unregistered signals (SPEC 6); a mule or spooler that waits
+        gets what is addressed to it, nothing held."""
+        if slot not in self.topology.worker_slots():
+            return
         if want is None:
             self.waiters.pop(slot, None)
         else:

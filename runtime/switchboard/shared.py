@@ -53,6 +53,7 @@ class ProcRecord(ctypes.Structure):
         ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
         ("last_received", ctypes.c_int16),
         ("last_active", ctypes.c_double),  # CLOCK_MONOTONIC when it last finished work
+        ("user_harakiri", ctypes.c_double),  # uwsgi.set_user_harakiri(): kill after this
         ("jobs_done", ctypes.c_uint64),    # spool jobs: removed after SPOOL_OK
         ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
         ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)

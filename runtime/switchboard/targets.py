@@ -31,6 +31,7 @@ class Role(enum.Enum):
     WORKER = "worker"
     MULE = "mule"
     SPOOLER = "spooler"
+    SOURCES = "sources"     # the helper hosting file monitors and PostgreSQL listeners
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Topology:
     mules: int = 0
     spoolers: int = 0
     farms: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    sources: int = 0        # 1 when the sources helper may run
 
     @property
     def farm_names(self) -> list[str]:
@@ -78,7 +80,7 @@ class Topology:
     @property
     def slots(self) -> int:
         """Number of slots including the master's."""
-        return 1 + self.workers + self.mules + self.spoolers
+        return 1 + self.workers + self.mules + self.spoolers + self.sources
 
     def slot(self, role: Role, ident: int) -> int:
         if role is Role.MASTER:
@@ -87,7 +89,9 @@ class Topology:
             return ident
         if role is Role.MULE:
             return self.workers + ident
-        return self.workers + self.mules + ident
+        if role is Role.SPOOLER:
+            return self.workers + self.mules + ident
+        return self.workers + self.mules + self.spoolers + ident
 
     def role_of(self, slot: int) -> tuple[Role, int]:
         """The (role, id) a slot stands for."""
@@ -97,12 +101,14 @@ class Topology:
             return Role.WORKER, slot
         if slot <= self.workers + self.mules:
             return Role.MULE, slot - self.workers
-        return Role.SPOOLER, slot - self.workers - self.mules
+        if slot <= self.workers + self.mules + self.spoolers:
+            return Role.SPOOLER, slot - self.workers - self.mules
+        return Role.SOURCES, slot - self.workers - self.mules - self.spoolers
 
     def describe(self, slot: int) -> str:
         """A slot as log lines name it: `master`, `worker 2`, `mule 1`, `spooler`."""
         role, ident = self.role_of(slot)
-        if role is Role.MASTER or (role is Role.SPOOLER and self.spoolers == 1):
+        if role in (Role.MASTER, Role.SOURCES) or (role is Role.SPOOLER and self.spoolers == 1):
             return role.value
         return f"{role.value} {ident}"
 
@@ -129,6 +135,9 @@ class Topology:
     def groups_of(self, slot: int) -> list[Target]:
         """The shared channels a child reads besides its own."""
         return [g for g in self.groups() if slot in self.members(g)]
+
+    def sources_slot(self) -> int | None:
+        return self.slot(Role.SOURCES, 1) if self.sources else None
 
     def members(self, target: Target) -> list[int]:
         """Every slot the target could ever run on."""

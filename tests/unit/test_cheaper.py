@@ -73,14 +73,19 @@ def test_idle_workers_beyond_k_are_cheaped_one_per_decision_highest_first():
     assert policy.decide(31.0, 0, nothing_wanted, recs).cheap == [3]
 
 
-def test_never_below_k_and_never_a_busy_or_recently_active_worker():
+def test_workers_1_to_k_are_never_cheaped_nor_busy_or_recently_active_ones():
     policy = Cheaper(2, 0.1, 30, WORKERS)
     policy.spawned(3)
+    policy.spawned(4)
     recs = records(w3=BUSY)
-    recs[2].last_active = 20.0
-    assert policy.decide(31.0, 0, nothing_wanted, recs).cheap == [1]
-    policy.stopping(1)
-    assert policy.decide(31.0, 0, nothing_wanted, recs).cheap == []    # 2 left = K
+    recs[4].last_active = 20.0
+    assert policy.decide(31.0, 0, nothing_wanted, recs).cheap == []     # 3 busy, 4 recent
+    assert policy.decide(50.0, 0, nothing_wanted, recs).cheap == [4]
+    policy.stopping(4)
+    recs[3].status = IDLE
+    assert policy.decide(50.0, 0, nothing_wanted, recs).cheap == [3]
+    policy.stopping(3)
+    assert policy.decide(99.0, 0, nothing_wanted, recs).cheap == []     # 1 and 2 stay
 
 
 def test_nothing_is_cheaped_while_signals_wait():

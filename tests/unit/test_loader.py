@@ -5,7 +5,6 @@ module is still being imported, and errors that name the file, the entry and the
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import textwrap
@@ -33,13 +32,11 @@ def app(tmp_path, monkeypatch, master_ctx):
             del sys.modules[name]
 
 
-def apply(cfg, table) -> None:
-    """loader.apply, whichever of its signatures this runtime has."""
-    params = inspect.signature(loader.apply).parameters
-    if len(params) >= 2:
-        loader.apply(cfg, table)
-    else:
-        loader.apply(cfg)
+def apply(cfg, table) -> list[dict]:
+    """loader.apply; the event sources it asked for."""
+    sources: list[dict] = []
+    loader.apply(cfg, table, sources.append)
+    return sources
 
 
 def write(folder, name, text):

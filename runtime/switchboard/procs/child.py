@@ -8,9 +8,11 @@ its group) finds it if this process dies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
+import json
 import logging
 import os
 import select
@@ -19,13 +21,21 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from switchboard import api, hosts
-from switchboard.channels import RAISE, READY, REROUTE, WAIT_ANY, WAIT_END, WAIT_NUM, record
+from switchboard.channels import (
+    RAISE,
+    READY,
+    REROUTE,
+    WAIT_ANY,
+    WAIT_END,
+    WAIT_NUM,
+    message,
+    record,
+)
 from switchboard.context import Context
 from switchboard.errors import HandlerError
-from switchboard.procs.spooler import SpoolerWork
 from switchboard.shared import BUSY, IDLE, MAX_NESTED, WAITING, ProcRecord
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
@@ -43,6 +53,17 @@ _LOST = "lost"          # registered, but this process cannot produce the callab
 _Resolved = Callable[[int], Any] | str | None
 
 
+class Background(Protocol):
+    """Work a child does between signals: wakes on `fds` or at `deadline()`."""
+
+    fds: list[int]
+
+    def start(self) -> None: ...
+    def deadline(self) -> float | None: ...
+    def woken(self, fd: int) -> None: ...
+    def run(self) -> None: ...
+
+
 class Child(Context):
     """The Context of a worker, mule or spooler."""
 
@@ -51,7 +72,7 @@ class Child(Context):
     signal_timeout: float
     stopping: bool = False
     program: Callable[..., Any] | None = None    # a mule's main loop
-    background: SpoolerWork | None = None        # a spooler's jobs
+    background: Background | None = None         # a spooler's jobs, the sources' events
     _in_program = False
     _in_background = False
 
@@ -73,7 +94,8 @@ class Child(Context):
         for fd in self._fds + [self._wake_r]:
             self._poll.register(fd, select.POLLIN)
         if self.background is not None:
-            self._poll.register(self.background.fd, select.POLLIN)
+            for fd in self.background.fds:
+                self._poll.register(fd, select.POLLIN)
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -93,6 +115,8 @@ class Child(Context):
         self.record.last_active = time.monotonic()
         self._send(record(READY))
         try:
+            if self.background is not None:
+                self.background.start()
             if self.program is not None:
                 self._run_program(self.program)
             self._serve(NEVER, None)
@@ -140,31 +164,22 @@ class Child(Context):
         while True:
             if self.stopping:
                 raise SystemExit(0)
-            for fd, flag in self._channels:
-                try:
-                    data = os.read(fd, 1)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    log.warning("%s: the master is gone; exiting", self._name())
-                    raise SystemExit(1)
-                if self._pressure[flag]:
-                    self._wake_master(flag)
-                return data[0]
+            received = self._read_now()
+            if received is not None:
+                return received
             now = time.monotonic()
             if deadline is not None and deadline <= now:
                 return None
-            if background is not None and background.deadline() <= now:
+            due = background.deadline() if background is not None else None
+            if due is not None and due <= now:
                 return _BACKGROUND
-            wakes = [deadline] if deadline is not None else []
-            if background is not None:
-                wakes.append(background.deadline())
+            wakes = [t for t in (deadline, due) if t is not None]
             timeout = max(0.0, min(wakes) - now) * 1000 if wakes else None
             for fd, _ in self._poll.poll(timeout):
                 if fd == self._wake_r:
                     self._drain_wakeups()
-                elif background is not None and fd == background.fd:
-                    background.woken()
+                elif background is not None and fd in background.fds:
+                    background.woken(fd)
 
     def _wake_master(self, flag: int) -> None:
         """The master refused signals for this channel; there is room now."""
@@ -260,6 +275,13 @@ class Child(Context):
     def raise_signal(self, num: int) -> None:
         self._send(record(RAISE, num), num)
 
+    def send_message(self, payload: dict[str, Any]) -> None:
+        """Tell the master something bigger than a signal (a new timer, ...)."""
+        self._send(message(json.dumps(payload).encode()))
+
+    def add_source(self, spec: dict[str, Any]) -> None:
+        self.send_message(spec)
+
     def wait(self, num: int | None, timeout: float | None) -> int | None:
         want = ANY if num is None else num
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -275,6 +297,55 @@ class Child(Context):
             rec.status, rec.started = saved, rec.started + (time.monotonic() - began)
             self._waits.pop()
             self._send_wait(self._waits[-1] if self._waits else None)
+
+    async def wait_async(self, num: int | None, timeout: float | None) -> int | None:
+        """wait() on an asyncio loop: the channels become readers of the loop."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        want = ANY if num is None else num
+
+        def readable() -> None:
+            while not done.done():
+                received = self._read_now()
+                if received is None:
+                    return
+                try:
+                    if self._dispatch(received, want):
+                        done.set_result(received)
+                except BaseException as exc:      # the stop: end the wait with it
+                    done.set_exception(exc)
+
+        self._waits.append(want)
+        self._send_wait(want)
+        for fd in self._fds:
+            loop.add_reader(fd, readable)
+        try:
+            return await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            for fd in self._fds:
+                loop.remove_reader(fd)
+            self._waits.pop()
+            self._send_wait(self._waits[-1] if self._waits else None)
+
+    def _read_now(self) -> int | None:
+        """A signal if one is there now (our own channel first), without blocking."""
+        for fd, flag in self._channels:
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                continue
+            if not data:
+                log.warning("%s: the master is gone; exiting", self._name())
+                raise SystemExit(1)
+            if self._pressure[flag]:
+                self._wake_master(flag)
+            return data[0]
+        return None
+
+    def set_user_harakiri(self, seconds: float) -> None:
+        self.record.user_harakiri = time.monotonic() + seconds if seconds else 0.0
 
     def _send_wait(self, want: int | None) -> None:
         if want is None:
@@ -313,7 +384,8 @@ def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.so
     child.shared.after_fork()
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(line_buffering=True)
+            # whole lines in one write: children share the master's stdout and stderr
+            stream.reconfigure(line_buffering=True, write_through=False)
     unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
     unix.signal(unix.SIGHUP, unix.SIG_IGN)
     child.setup(sock, groups, drained_fd, signal_timeout)

@@ -29,18 +29,22 @@ class SpoolerWork:
     """The spooler's background work, driven by the child's loop."""
 
     def __init__(self, child: Child, folder: str, frequency: float, wake_fd: int) -> None:
-        self.child, self.folder, self.frequency, self.fd = child, folder, frequency, wake_fd
+        self.child, self.folder, self.frequency = child, folder, frequency
+        self.fds = [wake_fd]
         self.next_scan = 0.0                    # scan as soon as the loop starts
         self.ignored: set[str] = set()
         self._warned_no_function = False
 
+    def start(self) -> None:
+        """Nothing to set up: the first scan is due at once."""
+
     def deadline(self) -> float:
         return self.next_scan
 
-    def woken(self) -> None:
+    def woken(self, fd: int) -> None:
         """A job was spooled: scan now."""
         with contextlib.suppress(BlockingIOError):
-            os.read(self.fd, 4096)
+            os.read(fd, 4096)
         self.next_scan = 0.0
 
     def run(self) -> None:

@@ -1,0 +1,68 @@
+"""PostgreSQL notifications: LISTEN on a channel, raise a signal for each NOTIFY.
+
+One thread per entry, in the sources process.  A lost connection is logged and retried
+with a growing pause (1 s up to 30 s), without touching the rest of the instance.
+Notifications sent while the connection is down are lost: PostgreSQL keeps none for an
+absent listener (the log says when the listener was down).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger("switchboard.pgnotify")
+
+_PAUSES = (1, 2, 5, 10, 30)
+
+
+def check_dsn(dsn: object) -> str:
+    """A connection string psycopg can parse; ValueError naming the problem."""
+    if not isinstance(dsn, str):
+        raise TypeError(f"dsn must be a string, not {type(dsn).__name__}")
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"bad dsn '{dsn}': {exc}") from None
+    return dsn
+
+
+@dataclass
+class Listener:
+    num: int
+    dsn: str
+    channel: str
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, notify: Callable[[int], None]) -> threading.Thread:
+        thread = threading.Thread(target=self._run, args=(notify,), daemon=True,
+                                  name=f"pgnotify {self.channel}")
+        thread.start()
+        return thread
+
+    def _run(self, notify: Callable[[int], None]) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    if failures:
+                        log.info("pgnotify %s: listening again (signal %d)", self.channel,
+                                 self.num)
+                    else:
+                        log.info("pgnotify %s: listening (signal %d)", self.channel, self.num)
+                    failures = 0
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            notify(self.num)
+            except psycopg.Error as exc:
+                pause = _PAUSES[min(failures, len(_PAUSES) - 1)]
+                failures += 1
+                log.warning("pgnotify %s: %s; retrying in %d s (notifications sent "
+                            "meanwhile are lost)", self.channel, str(exc).strip(), pause)
+                self.stop.wait(pause)

@@ -1,0 +1,78 @@
+"""Every event source of an instance, as the master keeps them.
+
+Timers and crons live here and fire from the master's loop; file monitors and
+PostgreSQL listeners are kept here and run in the sources process, which inherits them
+at fork and hears later changes as commands.  Any process may add or remove a source:
+the master applies the request (from its own code, or as a message from a child).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from switchboard.router import Router
+from switchboard.sources.cron import CronSpec
+from switchboard.sources.pgnotify import Listener
+from switchboard.sources.schedule import Schedule
+
+log = logging.getLogger("switchboard.sources")
+
+Command = Callable[[dict[str, Any]], None]
+
+
+class Registry:
+    def __init__(self, router: Router, schedule: Schedule) -> None:
+        self.router, self.schedule = router, schedule
+        self.monitors: dict[int, dict[str, Any]] = {}     # id -> spec
+        self.listeners: list[Listener] = []
+        self._ids = itertools.count(1)
+        self.tell_helper: Command = lambda command: None   # set by the master
+
+    def apply(self, spec: dict[str, Any]) -> None:
+        """Carry out `spec` (checked by the caller): add_* or del_* of a source."""
+        kind, num = spec["kind"], spec.get("num", -1)
+        if kind in ("timer", "rb_timer"):
+            self.schedule.add_timer(num, spec["seconds"], spec.get("iterations", 0))
+            log.info("signal %d: %s every %g s%s", num, kind.replace("_", ""), spec["seconds"],
+                     f", {spec['iterations']} times" if spec.get("iterations") else "")
+        elif kind == "cron":
+            self.schedule.add_cron(num, CronSpec(**spec["cron"]))
+            log.info("signal %d: cron %s", num, CronSpec(**spec["cron"]).text())
+        elif kind == "file_monitor":
+            ident = next(self._ids)
+            self.monitors[ident] = {**spec, "id": ident}
+            self.tell_helper({"kind": "add_monitor", **self.monitors[ident]})
+            log.info("signal %d: file monitor on %s%s", num, spec["path"],
+                     " (recursive)" if spec.get("recursive") else "")
+        elif kind == "pgnotify":
+            self.listeners.append(Listener(num, spec["dsn"], spec["channel"]))
+        elif kind == "del_timer":
+            self._forget(self.schedule.del_timers(num), "timers", num)
+        elif kind == "del_cron":
+            self._forget(self.schedule.del_crons(num), "crons", num)
+        elif kind == "del_file_monitor":
+            idents = [i for i, m in self.monitors.items() if m["num"] == num]
+            for ident in idents:
+                del self.monitors[ident]
+                self.tell_helper({"kind": "del_monitor", "id": ident})
+            log.info("signal %d: %d file monitors removed", num, len(idents))
+        elif kind == "monitor_done":
+            self.monitors.pop(spec["id"], None)
+        else:
+            log.error("unknown source request %r; ignored", spec)
+
+    def _forget(self, removed: list[object], what: str, num: int) -> None:
+        for source in removed:
+            self.router.forget(source)
+        log.info("signal %d: %d %s removed", num, len(removed), what)
+
+    def fire(self) -> None:
+        """Tick every timer and cron that is due."""
+        for source, num in self.schedule.due():
+            self.router.tick(source, num)
+
+    def needs_helper(self) -> bool:
+        return bool(self.monitors or self.listeners)
