@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import re
+import shutil
 import signal as unix
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -133,11 +136,11 @@ def no_leaked_processes() -> Iterator[None]:
     yield
     _reap_orphans_not_in(before)
     deadline = time.monotonic() + LEAK_GRACE
-    leaked = descendants() - before
+    leaked = _not_ours(descendants() - before)
     while leaked and time.monotonic() < deadline:
         time.sleep(0.05)
         _reap_orphans_not_in(before)
-        leaked = descendants() - before
+        leaked = _not_ours(descendants() - before)
     if not leaked:
         return
     described = {pid: cmdline(pid) for pid in sorted(leaked)}
@@ -150,6 +153,61 @@ def no_leaked_processes() -> Iterator[None]:
                 f"{LEAK_GRACE:g} s after it ended (now killed): "
                 + "; ".join(f"pid {pid}: {cmd!r}" for pid, cmd in described.items()),
                 pytrace=False)
+
+
+def _not_ours(pids: set[int]) -> set[int]:
+    """Leave out the session's PostgreSQL server: it outlives tests on purpose."""
+    return {p for p in pids if not cmdline(p).startswith(("postgres", _PG_BINARY_MARK))}
+
+
+_PG_BINARY_MARK = "/usr/lib/postgresql/"
+
+
+# ---------------------------------------------------------------------------------------
+# A real PostgreSQL server for the tests that need one
+
+
+def _pg_bindir() -> str | None:
+    found = shutil.which("initdb")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(versions[-1]) if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A DSN of a PostgreSQL server started for this session (private port and data
+    folder, unix socket only), or of the one $SWITCHBOARD_TEST_PG_DSN names."""
+    if os.environ.get("SWITCHBOARD_TEST_PG_DSN"):
+        yield os.environ["SWITCHBOARD_TEST_PG_DSN"]
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    folder = tempfile.mkdtemp(prefix="sb-pg-")
+    as_user: list[str] = []
+    if os.geteuid() == 0:                     # initdb refuses to run as root
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = os.path.join(folder, "data"), 54000 + os.getpid() % 1000
+    subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l",
+                    os.path.join(folder, "log"), "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=''", "start"],
+                   check=True, capture_output=True, timeout=90)
+    os.environ["SWITCHBOARD_TEST_PG_CTL"] = " ".join(
+        [*as_user, f"{bindir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l",
+         os.path.join(folder, "log")])
+    try:
+        yield f"host={folder} port={port} user=postgres dbname=postgres"
+    finally:
+        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _reap_orphans_not_in(before: set[int]) -> None:

@@ -79,6 +79,10 @@ def _check(args: argparse.Namespace) -> int:
     print(f"signal table: {len(entries)} entries")
     for entry in entries:
         print("  " + describe(entry, topo))
+    sources = master.registry.describe()
+    print(f"event sources: {len(sources)}")
+    for line in sources:
+        print("  " + line)
     return 0
 
 

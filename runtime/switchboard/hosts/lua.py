@@ -109,7 +109,7 @@ def _load(path: str) -> Any:
                          f"{getattr(exc, 'strerror', None) or exc}") from None
     _host.loading.add(full)
     try:
-        result = lua.execute(source, name="@" + path)
+        result = lua.execute(source, full, name="@" + path)   # the script's `...` = its path
     except _host.module.LuaError as exc:  # type: ignore[union-attr]
         message = _without_glue(str(exc).removeprefix("error loading code: "))
         raise ValueError(f"Lua script {path} failed: {message}") from None
@@ -192,11 +192,38 @@ def _api_functions() -> dict[str, Any]:
     def log_(*parts: Any) -> None:
         log.info("%s", " ".join(str(p) for p in parts))
 
+    def add_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
+        api.add_timer(_int(num), seconds, _int(iterations))
+
+    def add_rb_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
+        api.add_rb_timer(_int(num), seconds, _int(iterations))
+
+    def add_cron(num: Any, minute: Any = -1, hour: Any = -1, day: Any = -1, month: Any = -1,
+                 weekday: Any = -1) -> bool:
+        # as uWSGI's Lua plugin: a missing field means -1 (any)
+        fields = [-1 if v is None else _int(v) for v in (minute, hour, day, month, weekday)]
+        return api.add_cron(_int(num), *fields)
+
+    def add_file_monitor(num: Any, path: Any, iterations: Any = 0) -> None:
+        api.add_file_monitor(_int(num), path, _int(iterations))
+
+    def del_timer(num: Any) -> None:
+        api.del_timer(_int(num))
+
+    def del_cron(num: Any) -> None:
+        api.del_cron(_int(num))
+
+    def del_file_monitor(num: Any) -> None:
+        api.del_file_monitor(_int(num))
+
     functions = {"register_signal": _register_signal, "unregister_signal": unregister_signal,
                  "signal": signal, "signal_wait": signal_wait,
                  "signal_received": api.signal_received, "signal_registered": signal_registered,
                  "worker_id": api.worker_id, "mule_id": api.mule_id,
-                 "masterpid": api.masterpid, "log": log_}
+                 "masterpid": api.masterpid, "log": log_, "add_timer": add_timer,
+                 "add_rb_timer": add_rb_timer, "add_cron": add_cron,
+                 "add_file_monitor": add_file_monitor, "del_timer": del_timer,
+                 "del_cron": del_cron, "del_file_monitor": del_file_monitor}
     for name, fn in functions.items():
         fn.__qualname__ = name        # argument errors then read as Python's: "signal() ..."
     return {name: _safe(fn) for name, fn in functions.items()}

@@ -63,6 +63,7 @@ class Listener:
             except psycopg.Error as exc:
                 pause = _PAUSES[min(failures, len(_PAUSES) - 1)]
                 failures += 1
+                reason = " ".join(str(exc).split())          # one line, however psycopg says it
                 log.warning("pgnotify %s: %s; retrying in %d s (notifications sent "
-                            "meanwhile are lost)", self.channel, str(exc).strip(), pause)
+                            "meanwhile are lost)", self.channel, reason, pause)
                 self.stop.wait(pause)

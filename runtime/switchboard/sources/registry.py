@@ -49,6 +49,7 @@ class Registry:
                      " (recursive)" if spec.get("recursive") else "")
         elif kind == "pgnotify":
             self.listeners.append(Listener(num, spec["dsn"], spec["channel"]))
+            log.info("signal %d: PostgreSQL notifications on channel %s", num, spec["channel"])
         elif kind == "del_timer":
             self._forget(self.schedule.del_timers(num), "timers", num)
         elif kind == "del_cron":
@@ -73,6 +74,17 @@ class Registry:
         """Tick every timer and cron that is due."""
         for source, num in self.schedule.due():
             self.router.tick(source, num)
+
+    def describe(self) -> list[str]:
+        """One line per source, for `switchboard check` and the stats."""
+        lines = [f"{t.num:3d}  timer every {t.period:g} s"
+                 + (f", {t.iterations} times" if t.iterations else "")
+                 for t in self.schedule.timers]
+        lines += [f"{c.num:3d}  cron {c.spec.text()}" for c in self.schedule.crons]
+        lines += [f"{m['num']:3d}  file monitor {m['path']}"
+                  + (" (recursive)" if m.get("recursive") else "") for m in self.monitors.values()]
+        lines += [f"{x.num:3d}  pgnotify channel {x.channel}" for x in self.listeners]
+        return lines
 
     def needs_helper(self) -> bool:
         return bool(self.monitors or self.listeners)
