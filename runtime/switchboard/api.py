@@ -18,7 +18,7 @@ from switchboard import spool as spool_files
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
 from switchboard.shared import USER_LOCKS
-from switchboard.sources import cron, filemon
+from switchboard.sources import cron, paths
 from switchboard.sources.timer import check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
 from switchboard.targets import MASTER_SLOT, Role, parse_target
@@ -153,7 +153,7 @@ def add_file_monitor(num: int, path: str, iterations: int = 0, recursive: bool =
     """Raise `num` when the file or directory at `path` changes (it may not exist yet)."""
     if not isinstance(recursive, bool):
         raise TypeError(f"recursive must be a bool, not {type(recursive).__name__}")
-    _add_source("file_monitor", num, path=filemon.check_path(path),
+    _add_source("file_monitor", num, path=paths.check_path(path),
                 iterations=check_iterations(iterations), recursive=recursive)
 
 

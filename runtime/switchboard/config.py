@@ -233,8 +233,8 @@ def _check_setting(path: str, key: str, value: Any) -> Any:
         raise ConfigError(path, f"{value} is above the maximum {maximum:,}", "[switchboard]",
                           key)
     if meta["planned"] and value != fld.default and value != _default(fld):
-        raise ConfigError(path, f"{meta['planned']} are not supported yet", "[switchboard]",
-                          key)
+        raise ConfigError(path, f"not supported yet ({meta['planned']} is planned)",
+                          "[switchboard]", key)
     if key == "lua-engine" and value not in ("lua54", "lua55", "luajit21"):
         raise ConfigError(path, f"unknown engine '{value}' (valid: lua54, lua55, luajit21)",
                           "[switchboard]", key)

@@ -24,8 +24,11 @@ from switchboard.table import SignalTable
 
 
 def apply(config: Config, table: SignalTable,
-          add_source: Callable[[dict[str, Any]], None]) -> None:
-    """Run the config's registrations, imports and Lua scripts in this (master) process."""
+          add_source: Callable[[dict[str, Any]], None], fresh: bool = False) -> None:
+    """Run the config's registrations, imports and Lua scripts in this (master) process.
+
+    `fresh` (a reload): modules already imported are imported again (importlib.reload).
+    """
     lua.configure(config.lua_engine, config.folder, config.lua_budget)
     for folder in reversed(config.python_path):
         path = config.relative(folder)
@@ -34,12 +37,14 @@ def apply(config: Config, table: SignalTable,
     table.reserved = {entry.num for entry in config.signals} | {
         entry.num for entry in config.sources if entry.num is not None}
     try:
+        if fresh:
+            _reimport(config)
         for entry in config.signals:
             _register(config, table, entry)
         _imports(config)
+        _sources(config, table, add_source)
     finally:
         table.reserved = set()
-    _sources(config, table, add_source)
 
 
 def _sources(config: Config, table: SignalTable,
@@ -55,6 +60,23 @@ def _sources(config: Config, table: SignalTable,
                 raise ConfigError(config.path, str(exc), entry.where, "handler") from None
         assert num is not None
         add_source(entry.spec(num))
+
+
+def _reimport(config: Config) -> None:
+    """Re-run the modules the config names (imports and handler references)."""
+    names = list(config.imports) + [e.handler.split(":")[1] for e in config.signals
+                                    if e.handler.startswith("python:")]
+    names += [e.handler.split(":")[1] for e in config.sources
+              if e.handler and e.handler.startswith("python:")]
+    for name in dict.fromkeys(names):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        try:
+            importlib.reload(module)
+        except Exception as exc:
+            raise ConfigError(config.path, f"re-importing '{name}' failed: {_summary(exc)}",
+                              "[switchboard]", "import") from None
 
 
 def _imports(config: Config) -> None:
@@ -91,9 +113,12 @@ def mule_programs(config: Config) -> dict[int, Callable[..., Any]]:
     programs = {}
     for mule, entry in config.programs.items():
         try:
-            programs[mule] = hosts.resolve(entry.program)
+            program = hosts.resolve(entry.program)
         except ValueError as exc:
             raise ConfigError(config.path, str(exc), entry.where, "program") from None
+        # a program is the mule's whole life: no per-call Lua budget applies to it
+        unbudgeted = getattr(program, "unbudgeted", None)
+        programs[mule] = unbudgeted() if unbudgeted else program
     return programs
 
 

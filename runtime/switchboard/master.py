@@ -26,17 +26,18 @@ from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
+from switchboard.hosts import lua
 from switchboard.procs.child import Child, become_child
-from switchboard.procs.sources import SourcesWork
 from switchboard.procs.spooler import SpoolerWork
 from switchboard.relay import Relay
+from switchboard.reload import Reload
 from switchboard.router import Outbox, Router
 from switchboard.shared import BUSY, CHEAP, DOWN, MAX_NESTED, STARTING, Shared
 from switchboard.sources.pgnotify import Listener
 from switchboard.sources.registry import Registry
 from switchboard.sources.schedule import Schedule
 from switchboard.table import SignalTable, check_signum
-from switchboard.targets import Kind, Role, Target
+from switchboard.targets import MASTER_SLOT, Kind, Role, Target
 
 log = logging.getLogger("switchboard.master")
 
@@ -51,6 +52,7 @@ class ChildProc:
     pid: int
     started: float
     ready: bool = False
+    replacing: bool = False   # stopped by a reload: respawn at once, quietly
     kill_reason: str = ""     # "harakiri" or "reload-mercy" once the master kills it
     killed_for: str = ""      # the same, said for the log
 
@@ -113,6 +115,7 @@ class Master:
         workers = list(topo.worker_slots())
         self.cheaper = Cheaper(config.cheaper or len(workers), config.cheaper_wait,
                                config.cheaper_idle, workers)
+        self.reloading = Reload(self)
 
     # -- run -----------------------------------------------------------------------------
 
@@ -210,8 +213,8 @@ class Master:
                 self._sigchld = True
             elif signum in (unix.SIGINT, unix.SIGTERM):
                 self.stop(f"got {unix.Signals(signum).name}")
-            elif signum == unix.SIGHUP:
-                log.warning("SIGHUP: graceful reload is not supported yet; ignored")
+            elif signum == unix.SIGHUP and not self.stopping:
+                self.reloading.begin()
 
     def stop(self, reason: str, code: int = 0) -> None:
         """Begin a graceful stop: children finish their current handler, then exit."""
@@ -281,7 +284,7 @@ class Master:
         """A child asked for something bigger than a signal (a timer, a monitor...)."""
         try:
             spec = json.loads(payload)
-            self.registry.apply(spec)
+            self.registry.apply(spec, origin="child")
         except (ValueError, KeyError, TypeError) as exc:
             log.error("%s sent a request that cannot be applied (%s); ignored",
                       self.topology.describe(slot), exc)
@@ -309,6 +312,7 @@ class Master:
             child.background = SpoolerWork(child, ctx.spool_dir, self.config.spooler_frequency,
                                            self.channels.spool_wake[0])
         elif role is Role.SOURCES:
+            from switchboard.procs.sources import SourcesWork  # watchdog: only this child
             listeners = [Listener(x.num, x.dsn, x.channel) for x in self.registry.listeners]
             child.background = SourcesWork(child, self._commands[0],
                                            list(self.registry.monitors.values()), listeners)
@@ -318,6 +322,7 @@ class Master:
         child = self.children.get(slot)
         if child is not None:
             child.ready = True
+        self.reloading.replaced(slot)
         expected = self.topology.slots - 1 - len(self.dormant)
         if not self.announced and len(self.children) == expected and all(
                 c.ready for c in self.children.values()):
@@ -327,17 +332,16 @@ class Master:
                      t.spoolers, time.monotonic() - self.started)
 
     def _reap(self) -> None:
+        """Collect our children that exited (only ours: a reload's check process is
+        collected by its own Popen)."""
         self._sigchld = False
-        while True:
+        for pid in list(self.pids):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            slot = self.pids.pop(pid, None)
-            if slot is not None:
-                self._on_exit(slot, pid, status)
+                done, status = pid, 0
+            if done:
+                self._on_exit(self.pids.pop(pid), pid, status)
 
     def _on_exit(self, slot: int, pid: int, status: int) -> None:
         child = self.children.pop(slot)
@@ -347,7 +351,7 @@ class Master:
         for num in rec.running[:min(rec.depth, MAX_NESTED)]:   # outermost first
             self.router.drop(num, child.kill_reason or "died")
             log.error("signal %d: its handler did not finish: %s (pid %d) %s",
-                      rec.signum, name, pid, how)
+                      num, name, pid, how)
         rec.status, rec.pid, rec.signum, rec.depth = DOWN, 0, -1, 0
         self.router.wait(slot, None)
         for num in self.table.drop_owned_by(slot):
@@ -355,6 +359,10 @@ class Master:
                         "only in %s (pid %d)", num, name, pid)
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
+            return
+        if child.replacing:
+            log.info("reload: %s (pid %d) %s; starting its replacement", name, pid, how)
+            self._spawn(slot)
             return
         if self.cheaper.gone(slot):
             self.router.set_cheap(slot, True)
@@ -416,6 +424,8 @@ class Master:
                 self._spawn(slot)
         if self.config.cheaper and not self.stopping:
             self._apply_cheaper(now)
+        if not self.stopping:
+            self.reloading.step()
         if self.stopping and self.children and now > self.stop_deadline:
             for child in self.children.values():
                 if child.kill_reason != "reload-mercy":
@@ -423,6 +433,26 @@ class Master:
                                 self.topology.describe(self.pids[child.pid]), child.pid)
                     child.kill_reason = child.killed_for = "reload-mercy"
                     _kill(child.pid, unix.SIGKILL)
+
+    def apply_config(self, config: Config) -> None:
+        """A reload: forget what the old config made, load the new one (same layout)."""
+        self.table.clear_owned_by(MASTER_SLOT)
+        self.registry.drop_boot_sources()
+        self.ctx.local_handlers.clear()
+        lua.reset()
+        self.config = config
+        loader.apply(config, self.table, self.registry.apply, fresh=True)
+        self.programs = loader.mule_programs(config)
+        self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle
+        for box in [*self.router.boxes.values(), *self.router.groups.values()]:
+            box.limit = config.signal_queue
+
+    def kill(self, slot: int, reason: str) -> None:
+        """Stop a child: gracefully (SIGTERM) without a reason, else SIGKILL for it."""
+        child = self.children[slot]
+        if reason:
+            child.kill_reason = child.killed_for = reason
+        _kill(child.pid, unix.SIGKILL if reason else unix.SIGTERM)
 
     def _apply_cheaper(self, now: float) -> None:
         box = self.router.groups[Target(Kind.WORKER)]

@@ -77,6 +77,22 @@ class Outbox:
         self.in_kernel += sent
         self.flushed += sent
 
+    def take_back(self) -> bytes:
+        """Read back what no child has read from the channel (its reader is gone)."""
+        chunks = []
+        while True:
+            try:
+                data = self.peer.recv(65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        taken = b"".join(chunks)
+        self.in_kernel = 0
+        self.flushed -= len(taken)      # they will be written again
+        return taken
+
     def consumed(self) -> int:
         """Bytes children have read from the channel, ever: a tick queued at position P
         has been delivered once this reaches P."""
@@ -122,9 +138,10 @@ class Router:
         self.routed[num] += len(boxes)
         return True
 
-    def tick(self, source: object, num: int) -> None:
+    def tick(self, source: object, num: int) -> bool:
         """A timer, cron or file-monitor tick: never blocks, and each source keeps at most
-        one undelivered tick per destination (the others coalesce, counted)."""
+        one undelivered tick per destination (the others coalesce, counted).  False if
+        it coalesced everywhere (so it does not count toward a timer's iterations)."""
         self.raised[num] += 1
         if self.table.generation != self._seen_gen:
             self._refresh()
@@ -132,18 +149,21 @@ class Router:
         if boxes is None:
             if num in self.held:
                 self.coalesced[num] += 1
-            else:
-                self.hold(num)
-            return
-        broadcast = boxes is self.workers
+                return False
+            self.hold(num)
+            return True
+        broadcast, taken = boxes is self.workers, False
         for box in boxes:
             key = (source, box)
             if key in self._waiting_ticks or self._marks.get(key, 0) > box.consumed():
                 self.coalesced[num] += 1
-            elif len(box.buf) + box.in_kernel >= box.limit and box.full():
+                continue
+            taken = True
+            if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 self._waiting_ticks[key] = num      # delivered when room appears
             else:
                 self._queue_tick(key, box, num, broadcast)
+        return taken
 
     def retry_ticks(self) -> None:
         """Queue ticks that met a full queue, where there is room now."""
@@ -188,9 +208,18 @@ class Router:
         return True
 
     def set_cheap(self, slot: int, cheap: bool) -> None:
-        """Worker `slot` was cheaped (or comes back): `active-workers` follows."""
+        """Worker `slot` was cheaped (or comes back): `active-workers` follows.
+
+        A worker cheaped with signals still in its channel (raised while it was leaving)
+        has them taken back into the master's buffer, where the one-copy rule for
+        `workers` sees them; any signal addressed to it alone brings it back."""
         box = self.boxes[slot]
         box.cheap, box.wanted = cheap, False
+        if cheap:
+            left = box.take_back()
+            box.buf[:0] = left
+            box.wanted = any(self._routes[n] not in (None, self.workers, self.active_workers)
+                             for n in box.buf)
         self.active_workers[:] = [b for b in self.workers if not b.cheap]
         self.any_cheap = any(b.cheap for b in self.workers)
 

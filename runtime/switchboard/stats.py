@@ -28,6 +28,7 @@ def document(master: Master) -> dict[str, Any]:
         "workers": workers,
         "mules": [_process(master, slot) for slot in topo.mule_slots()],
         "spoolers": [_process(master, slot) for slot in topo.spooler_slots()],
+        "event_sources": master.registry.describe(),
         "signal_queue": _queued(router.groups[Target(Kind.WORKER)]),
         "held": len(router.held),
         "signals": _signals(master, procs),

@@ -54,6 +54,13 @@ def configure(engine: str, folder: str, budget: float) -> None:
     _host.engine, _host.folder, _host.budget = engine, folder, budget
 
 
+def reset() -> None:
+    """A reload: the next use makes a fresh runtime and runs the scripts again."""
+    _host.runtime = _host.glue = None
+    _host.scripts.clear()
+    _host.loading.clear()
+
+
 def runtime() -> Any:
     """This process's LuaRuntime, created on first use."""
     if _host.runtime is None:
@@ -169,6 +176,12 @@ class LuaHandler:
         if isinstance(err, BaseException):
             raise err               # a Python exception raised under Lua, or the stop
         raise LuaHandlerError(_without_glue(err) if isinstance(err, str) else _NO_MESSAGE)
+
+    def unbudgeted(self) -> LuaHandler:
+        """The same function, called without the lua-budget guard (a mule program)."""
+        copy = LuaHandler(self.func, self.name)
+        copy._guard = None
+        return copy
 
     def __repr__(self) -> str:
         return self.name

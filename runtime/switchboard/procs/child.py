@@ -8,7 +8,6 @@ its group) finds it if this process dies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
@@ -227,7 +226,7 @@ class Child(Context):
 
     def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
         rec = self.record
-        saved = rec.status, rec.started
+        saved = rec.status, rec.started, rec.user_harakiri
         rec.status, rec.started = BUSY, time.monotonic()
         try:
             handler(num)
@@ -240,7 +239,8 @@ class Child(Context):
         else:
             rec.handled[num] += 1
         finally:
-            rec.status, rec.started = saved
+            # set_user_harakiri() lasts for this handler only, as uWSGI's per request
+            rec.status, rec.started, rec.user_harakiri = saved
             rec.last_active = time.monotonic()
 
     def _handler(self, num: int) -> tuple[_Resolved, str]:
@@ -300,6 +300,7 @@ class Child(Context):
 
     async def wait_async(self, num: int | None, timeout: float | None) -> int | None:
         """wait() on an asyncio loop: the channels become readers of the loop."""
+        import asyncio  # here: only asyncio code pays for importing it
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
         want = ANY if num is None else num
@@ -317,6 +318,9 @@ class Child(Context):
 
         self._waits.append(want)
         self._send_wait(want)
+        rec = self.record
+        saved, began = rec.status, time.monotonic()
+        rec.status = WAITING
         for fd in self._fds:
             loop.add_reader(fd, readable)
         try:
@@ -326,6 +330,7 @@ class Child(Context):
         finally:
             for fd in self._fds:
                 loop.remove_reader(fd)
+            rec.status, rec.started = saved, rec.started + (time.monotonic() - began)
             self._waits.pop()
             self._send_wait(self._waits[-1] if self._waits else None)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.errors import ConfigError
-from switchboard.sources import cron, filemon, pgnotify
+from switchboard.sources import cron, paths, pgnotify
 from switchboard.sources.timer import check_iterations, check_period
 from switchboard.targets import Topology, parse_target
 
@@ -126,7 +126,7 @@ def _file_monitor(path: str, where: str, item: dict[str, Any], check: Any) -> di
     if "path" not in item:
         raise ConfigError(path, "is required", where, "path")
     folder = os.path.dirname(path)
-    target = check("path", lambda p: filemon.check_path(
+    target = check("path", lambda p: paths.check_path(
         os.path.join(folder, os.path.expanduser(p)) if isinstance(p, str) and p else p))
     recursive = item.get("recursive", False)
     if not isinstance(recursive, bool):

@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from croniter import croniter
-
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
            ("weekday", 0, 7))
 _HORIZON_DAYS = 366 * 8         # a spec that matches nothing in 8 years never matches
@@ -58,6 +56,7 @@ def from_expr(expr: object) -> CronSpec:
     """A spec from a five-field crontab expression; ValueError naming it."""
     if not isinstance(expr, str):
         raise TypeError(f"cron expression must be a string, not {type(expr).__name__}")
+    from croniter import croniter  # here, not at the top: only crontab expressions need it
     if len(expr.split()) != 5 or not croniter.is_valid(expr):
         raise ValueError(f"malformed cron expression '{expr}' (five fields: "
                          "minute hour day month weekday, e.g. '*/5 9-17 * * 1-5')")
@@ -68,6 +67,7 @@ def matches(spec: CronSpec, when: dt.datetime) -> bool:
     """True if the local minute `when` falls in matches the spec."""
     minute = when.replace(second=0, microsecond=0)
     if spec.expr:
+        from croniter import croniter
         return bool(croniter.match(spec.expr, minute))
     if not (_field(spec.minute, minute.minute) and _field(spec.hour, minute.hour)
             and _field(spec.month, minute.month)):
@@ -79,7 +79,11 @@ def next_fire(spec: CronSpec, after: dt.datetime) -> dt.datetime | None:
     """The first matching minute strictly after `after`; None if none ever comes."""
     start = after.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     if spec.expr:
-        return croniter(spec.expr, start - dt.timedelta(seconds=1)).get_next(dt.datetime)
+        from croniter import CroniterBadDateError, croniter
+        try:
+            return croniter(spec.expr, start - dt.timedelta(seconds=1)).get_next(dt.datetime)
+        except CroniterBadDateError:       # e.g. "0 0 31 2 *": that date never comes
+            return None
     day = start.replace(hour=0, minute=0)
     for _ in range(_HORIZON_DAYS):
         if _field(spec.month, day.month) and _day_matches(spec, day):

@@ -29,16 +29,6 @@ _CHANGES = {events.EVENT_TYPE_CREATED, events.EVENT_TYPE_DELETED, events.EVENT_T
             events.EVENT_TYPE_MOVED, events.EVENT_TYPE_CLOSED, events.EVENT_TYPE_ATTRIB}
 
 
-def check_path(path: object) -> str:
-    """An absolute path to monitor; ValueError/TypeError naming it."""
-    if not isinstance(path, str) or not path:
-        raise TypeError(f"path must be a non-empty string, not {type(path).__name__}")
-    full = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(full) and not os.access(full, os.R_OK):
-        raise ValueError(f"cannot monitor {full}: permission denied")
-    return full
-
-
 @dataclass
 class Monitor:
     ident: int
@@ -135,14 +125,11 @@ class FileMonitors:
             elif not monitor.fire_at:
                 monitor.fire_at = now + SETTLE
         for monitor in self.monitors.values():
-            if monitor.fire_at and now >= monitor.fire_at:
-                monitor.fire_at = 0.0
-            elif monitor.trailing and now >= monitor.window_end:
-                monitor.trailing = False
-            else:
-                continue
-            monitor.window_end = now + WINDOW
-            fire.append(monitor)
+            leading = monitor.fire_at and now >= monitor.fire_at
+            if leading or (monitor.trailing and now >= monitor.window_end):
+                monitor.fire_at, monitor.trailing = 0.0, False   # one raise covers both
+                monitor.window_end = now + WINDOW
+                fire.append(monitor)
         for monitor in fire:
             if monitor.watching == monitor.path and not os.path.exists(monitor.path):
                 self._place(monitor)           # deleted: wait for it to come back

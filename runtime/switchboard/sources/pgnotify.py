@@ -13,9 +13,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psycopg
-from psycopg import sql
-
 log = logging.getLogger("switchboard.pgnotify")
 
 _PAUSES = (1, 2, 5, 10, 30)
@@ -25,10 +22,11 @@ def check_dsn(dsn: object) -> str:
     """A connection string psycopg can parse; ValueError naming the problem."""
     if not isinstance(dsn, str):
         raise TypeError(f"dsn must be a string, not {type(dsn).__name__}")
+    import psycopg  # here, not at the top: only deployments that listen pay for it
     try:
         psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ValueError(f"bad dsn '{dsn}': {exc}") from None
+        raise ValueError(f"bad dsn '{dsn}': {' '.join(str(exc).split())}") from None
     return dsn
 
 
@@ -46,6 +44,8 @@ class Listener:
         return thread
 
     def _run(self, notify: Callable[[int], None]) -> None:
+        import psycopg
+        from psycopg import sql
         failures = 0
         while not self.stop.is_set():
             try:

@@ -31,19 +31,22 @@ class Registry:
         self._ids = itertools.count(1)
         self.tell_helper: Command = lambda command: None   # set by the master
 
-    def apply(self, spec: dict[str, Any]) -> None:
-        """Carry out `spec` (checked by the caller): add_* or del_* of a source."""
+    def apply(self, spec: dict[str, Any], origin: str = "master") -> None:
+        """Carry out `spec` (checked by the caller): add_* or del_* of a source.
+
+        `origin` is "master" for what the config and its imports made (a reload
+        replaces those) and "child" for what children added at run time (kept)."""
         kind, num = spec["kind"], spec.get("num", -1)
         if kind in ("timer", "rb_timer"):
-            self.schedule.add_timer(num, spec["seconds"], spec.get("iterations", 0))
+            self.schedule.add_timer(num, spec["seconds"], spec.get("iterations", 0), origin)
             log.info("signal %d: %s every %g s%s", num, kind.replace("_", ""), spec["seconds"],
-                     f", {spec['iterations']} times" if spec.get("iterations") else "")
+                     f", {spec['iterations']} ticks" if spec.get("iterations") else "")
         elif kind == "cron":
-            self.schedule.add_cron(num, CronSpec(**spec["cron"]))
+            self.schedule.add_cron(num, CronSpec(**spec["cron"]), origin)
             log.info("signal %d: cron %s", num, CronSpec(**spec["cron"]).text())
         elif kind == "file_monitor":
             ident = next(self._ids)
-            self.monitors[ident] = {**spec, "id": ident}
+            self.monitors[ident] = {**spec, "id": ident, "origin": origin}
             self.tell_helper({"kind": "add_monitor", **self.monitors[ident]})
             log.info("signal %d: file monitor on %s%s", num, spec["path"],
                      " (recursive)" if spec.get("recursive") else "")
@@ -65,6 +68,17 @@ class Registry:
         else:
             log.error("unknown source request %r; ignored", spec)
 
+    def drop_boot_sources(self) -> None:
+        """A reload: remove what the config and its imports made (children's stay)."""
+        removed = self.schedule.del_timers(origin="master") + \
+            self.schedule.del_crons(origin="master")
+        for source in removed:
+            self.router.forget(source)
+        for ident in [i for i, m in self.monitors.items() if m["origin"] == "master"]:
+            del self.monitors[ident]
+            self.tell_helper({"kind": "del_monitor", "id": ident})
+        self.listeners.clear()
+
     def _forget(self, removed: list[object], what: str, num: int) -> None:
         for source in removed:
             self.router.forget(source)
@@ -72,13 +86,12 @@ class Registry:
 
     def fire(self) -> None:
         """Tick every timer and cron that is due."""
-        for source, num in self.schedule.due():
-            self.router.tick(source, num)
+        self.schedule.due(self.router.tick)
 
     def describe(self) -> list[str]:
         """One line per source, for `switchboard check` and the stats."""
         lines = [f"{t.num:3d}  timer every {t.period:g} s"
-                 + (f", {t.iterations} times" if t.iterations else "")
+                 + (f", {t.fired} of {t.iterations} ticks done" if t.iterations else "")
                  for t in self.schedule.timers]
         lines += [f"{c.num:3d}  cron {c.spec.text()}" for c in self.schedule.crons]
         lines += [f"{m['num']:3d}  file monitor {m['path']}"

@@ -24,6 +24,7 @@ class Cron:
     spec: CronSpec
     last_minute: dt.datetime | None = None
     fired: int = 0
+    origin: str = "master"
 
 
 @dataclass
@@ -34,38 +35,49 @@ class Schedule:
     crons: list[Cron] = field(default_factory=list)
     _cron_check: float = 0.0
 
-    def add_timer(self, num: int, seconds: float, iterations: int = 0) -> Timer:
-        timer = Timer(num, seconds, self.now(), iterations)
+    def add_timer(self, num: int, seconds: float, iterations: int = 0,
+                  origin: str = "master") -> Timer:
+        timer = Timer(num, seconds, self.now(), iterations, origin=origin)
         self.timers.append(timer)
         return timer
 
-    def add_cron(self, num: int, spec: CronSpec) -> Cron:
-        cron = Cron(num, spec)
+    def add_cron(self, num: int, spec: CronSpec, origin: str = "master") -> Cron:
+        cron = Cron(num, spec, origin=origin)
         self.crons.append(cron)
         self._cron_check = 0.0          # look now: the current minute may match
         return cron
 
-    def del_timers(self, num: int) -> list[object]:
-        """Remove every timer raising `num`; the removed ones."""
-        removed = [t for t in self.timers if t.num == num]
-        self.timers = [t for t in self.timers if t.num != num]
+    def del_timers(self, num: int | None = None, origin: str | None = None) -> list[object]:
+        """Remove every timer raising `num` (or made by `origin`); the removed ones."""
+        removed = [t for t in self.timers if t.num == num or t.origin == origin]
+        self.timers = [t for t in self.timers if t not in removed]
         return list(removed)
 
-    def del_crons(self, num: int) -> list[object]:
-        removed = [c for c in self.crons if c.num == num]
-        self.crons = [c for c in self.crons if c.num != num]
+    def del_crons(self, num: int | None = None, origin: str | None = None) -> list[object]:
+        removed = [c for c in self.crons if c.num == num or c.origin == origin]
+        self.crons = [c for c in self.crons if c not in removed]
         return list(removed)
 
-    def due(self) -> list[tuple[object, int]]:
-        """(source, signal) for every tick due now; finished timers are removed."""
+    def due(self, deliver: Callable[[object, int], bool] | None = None
+            ) -> list[tuple[object, int]]:
+        """(source, signal) for every tick due now; finished timers are removed.
+
+        `deliver(source, num)` hands each tick on; a tick it could not place anywhere
+        (it coalesced) does not count toward the timer's iterations."""
         now = self.now()
         fired: list[tuple[object, int]] = []
         for timer in self.timers:
             if timer.advance(now):
-                fired.append((timer, timer.num))
+                if deliver is None or deliver(timer, timer.num):
+                    fired.append((timer, timer.num))
+                else:
+                    timer.fired -= 1
         self.timers = [t for t in self.timers if not t.finished]
         if self.crons and now >= self._cron_check:
-            fired += self._due_crons(now)
+            for cron, num in self._due_crons(now):
+                if deliver is not None:
+                    deliver(cron, num)
+                fired.append((cron, num))
         return fired
 
     def _due_crons(self, now: float) -> list[tuple[object, int]]:
@@ -78,7 +90,7 @@ class Schedule:
                 cron.last_minute = minute
                 cron.fired += 1
                 fired.append((cron, cron.num))
-            upcoming = next_fire(cron.spec, wall)
+            upcoming = next_fire(cron.spec, wall)     # None: it can never match again
             if upcoming is not None:
                 wake = min(wake, now + max(0.0, (upcoming - wall).total_seconds()))
         self._cron_check = wake

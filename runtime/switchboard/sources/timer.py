@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 MIN_PERIOD = 0.001
+_EPSILON = 1e-6         # in periods: 10 * 0.1 s is 1.0 s, though floats disagree
 
 
 def check_period(seconds: object, name: str = "seconds") -> float:
@@ -34,11 +35,16 @@ class Timer:
     iterations: int = 0     # 0 = forever
     fired: int = 0
     coalesced: int = 0
+    origin: str = "master"  # "master" (config, imports) or "child" (added at run time)
     _k: int = 1             # the next tick's index
 
     @property
     def due(self) -> float:
         return self.start + self._k * self.period
+
+    def _index(self, now: float) -> int:
+        """The index of the last grid point at or before `now` (float-safe)."""
+        return int((now - self.start) / self.period + _EPSILON)
 
     @property
     def finished(self) -> bool:
@@ -50,10 +56,10 @@ class Timer:
         Ticks missed by more than one period are skipped (counted in `coalesced`), so a
         late loop never bursts; the next tick stays on the start + k * period grid.
         """
-        if now < self.due:
+        latest = self._index(now)
+        if latest < self._k:
             return False
-        late = int((now - self.due) // self.period)
-        self.coalesced += late
-        self._k += late + 1
+        self.coalesced += latest - self._k
+        self._k = latest + 1
         self.fired += 1
         return True
