@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from switchboard import control
+
 PYTHON = sys.executable
 READY_TIMEOUT = 20.0      # seconds a fresh instance gets to log its `ready` line
 CLI_TIMEOUT = 30.0        # seconds one `switchboard signal/stats/check` call may take
@@ -396,6 +398,28 @@ class Instance:
                 f"switchboard signal {num} failed ({res.returncode}): {res.stderr}\n"
                 f"log:\n{self.log}")
         return res
+
+    def ask(self, line: str) -> dict[str, Any]:
+        """One request on the control socket, as `switchboard signal/stats` send it (the
+        CLI is tested on its own; talking to the socket directly keeps tests fast)."""
+        reply = control.request(str(self.control_path), line, CLI_TIMEOUT)
+        assert reply.get("ok"), f"{line!r}: {reply}\nlog:\n{self.log[-3000:]}"
+        return reply
+
+    def raise_signal(self, num: int) -> None:
+        self.ask(f"signal {num}")
+
+    def socket_stats(self) -> dict[str, Any]:
+        return self.ask("stats")["stats"]
+
+    def stats_when(self, predicate: Callable[[dict[str, Any]], Any],
+                   timeout: float = 15) -> dict[str, Any]:
+        """Poll the stats until `predicate` holds; the stats that satisfied it."""
+        def check() -> dict[str, Any] | None:
+            stats = self.socket_stats()
+            return stats if predicate(stats) else None
+        return wait_for(check, timeout, interval=0.05, message=lambda: (
+            f"stats: {self.socket_stats()}\nlog:\n{self.log[-6000:]}"))
 
     def stats(self) -> dict[str, Any]:
         res = self.cli("stats", "--config", str(self.config_path))

@@ -17,8 +17,6 @@ from collections import Counter
 
 import pytest
 
-from switchboard import control
-
 pytestmark = pytest.mark.timeout(60)
 
 MARK = "python:sbtest:mark"        # records "<num> <worker_id> <pid>"
@@ -39,30 +37,12 @@ def hold(num):
 """
 
 
-def _ask(inst, line):
-    """One request on the instance's control socket: what `switchboard signal NUM` and
-    `switchboard stats` send (the CLI itself is tested in test_control.py; talking to
-    the socket directly keeps these tests fast)."""
-    reply = control.request(str(inst.control_path), line, 30.0)
-    assert reply.get("ok"), f"{line!r}: {reply}\nlog:\n{inst.log[-3000:]}"
-    return reply
 
 
-def _signal(inst, num):
-    _ask(inst, f"signal {num}")
 
 
-def _stats(inst):
-    return _ask(inst, "stats")["stats"]
 
 
-def _stats_when(inst, wait_for, predicate, timeout=15):
-    def check():
-        stats = _stats(inst)
-        return stats if predicate(stats) else None
-    return wait_for(check, timeout, interval=0.05,
-                    message=lambda: f"stats: {_stats(inst)}\nresults: {inst.results()}\n"
-                                    f"log:\n{inst.log[-6000:]}")
 
 
 def _statuses(stats):
@@ -85,19 +65,19 @@ def test_workers_reach_cheaped_workers_once_and_active_workers_only_running_ones
                           {"num": 23, "target": "active-workers", "handler": MARK},
                           {"num": 17, "target": "worker2", "handler": MARK},
                           {"num": 18, "target": "worker3", "handler": MARK}])
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     assert [w["id"] for w in stats["workers"]] == [1, 2, 3]
     assert _statuses(stats) == ["idle", "cheap", "cheap"]
     assert stats["workers"][0]["pid"] > 0
     assert [w["pid"] for w in stats["workers"][1:]] == [0, 0]
 
-    _signal(inst, 23)
-    _signal(inst, 23)
+    inst.raise_signal(23)
+    inst.raise_signal(23)
     for _ in range(3):
-        _signal(inst, 22)
-    _signal(inst, 24)
-    _signal(inst, 24)
-    stats = _stats_when(inst, wait_for, _handled({23: 2, 22: 3, 24: 2}))
+        inst.raise_signal(22)
+    inst.raise_signal(24)
+    inst.raise_signal(24)
+    stats = inst.stats_when(_handled({23: 2, 22: 3, 24: 2}))
     assert _ran(inst, 23) == {"1": 2} and _ran(inst, 22) == {"1": 3} and _ran(inst, 24) == {"1": 2}
     # `workers` signals wait for the cheaped workers (they do not wake them): one copy
     # per signal number each, the other copies counted as coalesced.
@@ -107,23 +87,23 @@ def test_workers_reach_cheaped_workers_once_and_active_workers_only_running_ones
     assert (s24["raised"], s24["routed"], s24["coalesced"]) == (2, 4, 2)
     assert stats["signals"]["23"]["routed"] == 2
 
-    _signal(inst, 17)                 # for cheaped worker 2 alone: it comes back
-    stats = _stats_when(inst, wait_for, _handled({17: 1, 22: 4, 24: 3}))
+    inst.raise_signal(17)                 # for cheaped worker 2 alone: it comes back
+    stats = inst.stats_when(_handled({17: 1, 22: 4, 24: 3}))
     assert _statuses(stats)[:2] == ["idle", "idle"] and _statuses(stats)[2] == "cheap"
     pid2 = stats["workers"][1]["pid"]
     assert pid2 > 0
     assert re.search(r"bringing back worker 2", inst.log), inst.log
     assert [r for r in inst.results() if r[1] == "2"] and \
         all(r[2] == str(pid2) for r in inst.results() if r[1] == "2")
-    _signal(inst, 23)                 # active-workers: now workers 1 and 2
-    stats = _stats_when(inst, wait_for, _handled({23: 4}))
+    inst.raise_signal(23)                 # active-workers: now workers 1 and 2
+    stats = inst.stats_when(_handled({23: 4}))
     assert _ran(inst, 23) == {"1": 3, "2": 1}
 
-    _signal(inst, 18)                 # and worker 3
-    stats = _stats_when(inst, wait_for, _handled({18: 1, 22: 5, 24: 4}))
+    inst.raise_signal(18)                 # and worker 3
+    stats = inst.stats_when(_handled({18: 1, 22: 5, 24: 4}))
     assert _statuses(stats) == ["idle", "idle", "idle"]
-    _signal(inst, 23)
-    stats = _stats_when(inst, wait_for, _handled({23: 7}))
+    inst.raise_signal(23)
+    stats = inst.stats_when(_handled({23: 7}))
     assert _ran(inst, 22) == {"1": 3, "2": 1, "3": 1}
     assert _ran(inst, 24) == {"1": 2, "2": 1, "3": 1}
     assert _ran(inst, 23) == {"1": 4, "2": 2, "3": 1}
@@ -144,12 +124,12 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
                          [{"num": 30, "target": "worker", "handler": "python:app:hold"},
                           {"num": 31, "target": "worker", "handler": MARK}],
                          modules={"app": HOLD})
-    assert _statuses(_stats(inst)) == ["idle", "cheap", "cheap"]
-    _signal(inst, 30)
+    assert _statuses(inst.socket_stats()) == ["idle", "cheap", "cheap"]
+    inst.raise_signal(30)
     inst.wait_results(1, where=lambda r: r[0] == "busy")
     t0 = time.monotonic()
-    _signal(inst, 30)
-    _signal(inst, 30)
+    inst.raise_signal(30)
+    inst.raise_signal(30)
     # Worker 1 is busy: the two waiting signals bring back workers 2 and 3, each only
     # after waiting longer than cheaper-wait.
     lines = inst.wait_results(3, timeout=10, where=lambda r: r[0] == "busy")
@@ -157,7 +137,7 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
     assert set(busy) == {"1", "2", "3"}, lines
     assert sorted(busy[w] - t0 for w in ("2", "3"))[0] >= 0.15, (busy, t0)
     assert sorted(busy[w] - t0 for w in ("2", "3"))[1] >= 0.35, (busy, t0)
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     assert _statuses(stats) == ["busy", "busy", "busy"]
     assert re.search(r"bringing back worker 2", inst.log)
     assert re.search(r"bringing back worker 3", inst.log)
@@ -166,11 +146,11 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
     lines = inst.wait_results(3, where=lambda r: r[0] == "free")
     freed = max(float(r[3]) for r in lines if r[0] == "free")
     # Not before cheaper-idle seconds idle ...
-    wait_for(lambda: "cheap" in _statuses(_stats(inst)), 10, interval=0.02,
+    wait_for(lambda: "cheap" in _statuses(inst.socket_stats()), 10, interval=0.02,
              message=lambda: inst.log)
     assert time.monotonic() - freed >= 0.95, "a worker was cheaped before cheaper-idle"
     # ... then back down to cheaper = 1 running worker.
-    stats = _stats_when(inst, wait_for, lambda s: Counter(_statuses(s)) ==
+    stats = inst.stats_when(lambda s: Counter(_statuses(s)) ==
                         {"idle": 1, "cheap": 2}, timeout=15)
     cheap = [w for w in stats["workers"] if w["status"] == "cheap"]
     assert all(w["pid"] == 0 for w in cheap)
@@ -178,10 +158,10 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
     # ... and never below it, however long it stays idle (two more cheaper-idle periods).
     deadline = time.monotonic() + 2.2
     while time.monotonic() < deadline:
-        assert Counter(_statuses(_stats(inst))) == {"idle": 1, "cheap": 2}
+        assert Counter(_statuses(inst.socket_stats())) == {"idle": 1, "cheap": 2}
         time.sleep(0.1)
-    (running,) = [w for w in _stats(inst)["workers"] if w["status"] == "idle"]
-    _signal(inst, 31)
+    (running,) = [w for w in inst.socket_stats()["workers"] if w["status"] == "idle"]
+    inst.raise_signal(31)
     inst.wait_results(1, where=lambda r: r[0] == "31")
     assert [r for r in inst.results() if r[0] == "31"] == [
         ["31", str(running["id"]), str(running["pid"])]]
@@ -207,9 +187,9 @@ def test_signals_pending_for_cheaped_workers_are_dropped_as_stopped_on_stop(make
                                                                          wait_for):
     inst = make_instance({"workers": 3, "cheaper": 1, "cheaper-idle": 60},
                          [{"num": 22, "target": "workers", "handler": MARK}])
-    _signal(inst, 22)
-    _signal(inst, 22)
-    stats = _stats_when(inst, wait_for, _handled({22: 2}))
+    inst.raise_signal(22)
+    inst.raise_signal(22)
+    stats = inst.stats_when(_handled({22: 2}))
     assert (stats["signals"]["22"]["routed"], stats["signals"]["22"]["coalesced"]) == (4, 2)
     assert _statuses(stats) == ["idle", "cheap", "cheap"]
     assert inst.stop() == 0
@@ -231,7 +211,7 @@ def _sigterm_pending(pid: int) -> bool:
 
 
 def _while_worker2_is_being_cheaped(inst, wait_for, raise_meanwhile):
-    pid2 = _stats(inst)["workers"][1]["pid"]
+    pid2 = inst.socket_stats()["workers"][1]["pid"]
     assert pid2 > 0
     os.kill(pid2, unix.SIGSTOP)
     try:
@@ -250,9 +230,9 @@ def test_a_worker_n_signal_routed_while_its_worker_is_cheaped_brings_it_back(mak
                                                                              wait_for):
     inst = make_instance({"workers": 2, "cheaper": 1, "cheaper-idle": 0.5},
                          [{"num": 17, "target": "worker2", "handler": MARK}])
-    _signal(inst, 17)                 # brings worker 2 back; idle, it is cheaped again
+    inst.raise_signal(17)                 # brings worker 2 back; idle, it is cheaped again
     inst.wait_results(1)
-    old = _while_worker2_is_being_cheaped(inst, wait_for, lambda: _signal(inst, 17))
+    old = _while_worker2_is_being_cheaped(inst, wait_for, lambda: inst.raise_signal(17))
     # Worker 2 left without starting it: a signal for worker 2 alone must bring it back.
     inst.wait_results(2, timeout=5)
     lines = [r for r in inst.results() if r[0] == "17"]
@@ -266,15 +246,15 @@ def test_a_cheaped_worker_holds_one_copy_of_a_workers_signal_raised_as_it_left(
     inst = make_instance({"workers": 2, "cheaper": 1, "cheaper-idle": 0.5},
                          [{"num": 17, "target": "worker2", "handler": MARK},
                           {"num": 22, "target": "workers", "handler": MARK}])
-    _signal(inst, 17)
+    inst.raise_signal(17)
     inst.wait_results(1)
-    _while_worker2_is_being_cheaped(inst, wait_for, lambda: _signal(inst, 22))
-    _signal(inst, 22)                 # worker 2 is cheaped now: at most one pending copy
-    _stats_when(inst, wait_for, _handled({22: 2}))
+    _while_worker2_is_being_cheaped(inst, wait_for, lambda: inst.raise_signal(22))
+    inst.raise_signal(22)                 # worker 2 is cheaped now: at most one pending copy
+    inst.stats_when(_handled({22: 2}))
     assert _ran(inst, 22) == {"1": 2}
-    _signal(inst, 17)                 # bring worker 2 back: it runs 22 once, then 17
+    inst.raise_signal(17)                 # bring worker 2 back: it runs 22 once, then 17
     inst.wait_results(2, where=lambda r: r[0] == "17")
-    stats = _stats_when(inst, wait_for, _handled({17: 2}))
+    stats = inst.stats_when(_handled({17: 2}))
     assert _ran(inst, 22) == {"1": 2, "2": 1}, inst.results()
     assert stats["signals"]["22"]["handled"] == 3
     assert stats["signals"]["22"]["coalesced"] == 1

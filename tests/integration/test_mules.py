@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from switchboard import control
-
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,29 +45,12 @@ def hold(num):
 WHERE = "python:app:where"          # records "<num> w<worker_id> m<mule_id> s<0|1> <pid>"
 
 
-def _ask(inst, line):
-    """One request on the instance's control socket: what `switchboard signal NUM` and
-    `switchboard stats` send (the CLI itself is tested in test_control.py; talking to
-    the socket directly keeps these tests fast)."""
-    reply = control.request(str(inst.control_path), line, 30.0)
-    assert reply.get("ok"), f"{line!r}: {reply}\nlog:\n{inst.log[-3000:]}"
-    return reply
 
 
-def _signal(inst, num):
-    _ask(inst, f"signal {num}")
 
 
-def _stats(inst):
-    return _ask(inst, "stats")["stats"]
 
 
-def _stats_when(inst, wait_for, predicate, timeout=15):
-    def check():
-        stats = _stats(inst)
-        return stats if predicate(stats) else None
-    return wait_for(check, timeout, interval=0.05,
-                    message=lambda: f"stats: {_stats(inst)}\nlog:\n{inst.log[-6000:]}")
 
 
 def _handled(num, count):
@@ -100,7 +81,7 @@ def test_every_mule_target_routes_as_the_table_says(make_instance, wait_for):
          {"num": 46, "target": "farm2", "handler": WHERE},      # farm_heavy
          {"num": 47, "target": "farm3", "handler": WHERE}],     # farm_all: a mule may
         modules={"app": APP})                                   # be in several farms
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     assert [m["id"] for m in stats["mules"]] == [1, 2, 3]
     assert all(m["pid"] > 0 and m["status"] == "idle" for m in stats["mules"]), stats["mules"]
     pids = {m["id"]: m["pid"] for m in stats["mules"]}
@@ -111,11 +92,10 @@ def test_every_mule_target_routes_as_the_table_says(make_instance, wait_for):
     raises = {40: 2, 41: 2, 42: 2, 43: 2, 44: 3, 45: 2, 46: 3, 47: 3}
     for num, times in raises.items():
         for _ in range(times):
-            _signal(inst, num)
+            inst.raise_signal(num)
     expected_runs = {num: times * (3 if num == 43 else 1) for num, times in raises.items()}
     inst.wait_results(sum(expected_runs.values()))
-    stats = _stats_when(inst, wait_for,
-                        lambda s: all(_handled(n, c)(s) for n, c in expected_runs.items()))
+    stats = inst.stats_when(lambda s: all(_handled(n, c)(s) for n, c in expected_runs.items()))
 
     lines = inst.results()
     assert len(lines) == sum(expected_runs.values()), lines
@@ -151,20 +131,20 @@ def test_a_busy_mule_does_not_hold_up_mule_or_farm_signals(make_instance, wait_f
          {"num": 31, "target": "farm_both", "handler": WHERE},
          {"num": 32, "target": "farm1", "handler": WHERE}],
         modules={"app": APP})
-    _signal(inst, 20)
+    inst.raise_signal(20)
     inst.wait_results(1, where=lambda r: r[0] == "busy")
-    _stats_when(inst, wait_for, lambda s: _mule(s, 1)["status"] == "busy")
+    inst.stats_when(lambda s: _mule(s, 1)["status"] == "busy")
     for num in (30, 31, 32, 30, 31, 32):
-        _signal(inst, num)
+        inst.raise_signal(num)
     # Mule 1 stays busy until the test creates `release`: mule 2 takes all six.
     lines = inst.wait_results(6, timeout=5, where=lambda r: r[0] in ("30", "31", "32"))
     ran = [r[:3] for r in lines if r[0] in ("30", "31", "32")]
     assert sorted(ran) == sorted([[n, "w0", "m2"] for n in ("30", "31", "32")] * 2), ran
     assert not [r for r in lines if r[0] == "free"]
-    assert _mule(_stats(inst), 1)["status"] == "busy"
+    assert _mule(inst.socket_stats(), 1)["status"] == "busy"
     inst.touch("release")
     inst.wait_results(1, where=lambda r: r[0] == "free")
-    stats = _stats_when(inst, wait_for, lambda s: _mule(s, 1)["status"] == "idle")
+    stats = inst.stats_when(lambda s: _mule(s, 1)["status"] == "idle")
     assert [stats["signals"][n]["handled"] for n in ("20", "30", "31", "32")] == [1, 2, 2, 2]
     assert inst.stop() == 0
 
@@ -202,13 +182,13 @@ def test_mule_id_and_worker_id_are_right_in_every_process(make_instance, wait_fo
         modules={"app": IDS}, start=False)
     (inst.dir / "ids.lua").write_text(IDS_LUA)
     inst.start()
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     for num in range(70, 76):
-        _signal(inst, num)
+        inst.raise_signal(num)
     inst.wait_results(5, where=lambda r: r[0] in ("70", "71", "72"))
     wait_for(lambda: inst.stdout.count("lua ") >= 5, 15,
              message=lambda: f"stdout:\n{inst.stdout}\nlog:\n{inst.log[-4000:]}")
-    _stats_when(inst, wait_for, lambda s: all(_handled(n, c)(s) for n, c in
+    inst.stats_when(lambda s: all(_handled(n, c)(s) for n, c in
                                              [(70, 2), (71, 2), (72, 1), (73, 2), (74, 2),
                                               (75, 1)]))
     lines = inst.results()
@@ -286,7 +266,7 @@ def test_a_python_mule_program_handles_signals_only_inside_signal_wait(make_inst
         """))
     inst.start()
     start = inst.wait_results(1, where=lambda r: r[0] == "program-start")
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     pid1 = _mule(stats, 1)["pid"]
     assert start[0][1:] == ["w0", "m1", str(pid1)]
     assert _mule(stats, 1)["program"] == "python:prog:feeder"
@@ -294,10 +274,10 @@ def test_a_python_mule_program_handles_signals_only_inside_signal_wait(make_inst
 
     # The program is not in signal_wait(): a signal for mule 1 waits in its queue, and
     # `mule` signals go to mule 2, the one that can take them.
-    _signal(inst, 50)
-    _stats_when(inst, wait_for, lambda s: _mule(s, 1)["signal_queue"] == 1)
-    _signal(inst, 51)
-    _signal(inst, 51)
+    inst.raise_signal(50)
+    inst.stats_when(lambda s: _mule(s, 1)["signal_queue"] == 1)
+    inst.raise_signal(51)
+    inst.raise_signal(51)
     inst.wait_results(2, where=lambda r: r[:2] == ["handler", "51"])
     assert [r[2] for r in inst.results() if r[0] == "handler"] == ["m2", "m2"]
     assert not [r for r in inst.results() if r[:2] == ["handler", "50"]]
@@ -311,7 +291,7 @@ def test_a_python_mule_program_handles_signals_only_inside_signal_wait(make_inst
     assert ["handler", "50", "m1", str(pid1)] in lines
     assert ["program-saw", "50", "50"] in lines
 
-    _signal(inst, 52)                 # the program returns after this one
+    inst.raise_signal(52)                 # the program returns after this one
     inst.wait_results(1, where=lambda r: r[0] == "program-returns")
     assert ["program-saw", "52", "52"] in inst.results()
     assert ["handler", "52", "m1", str(pid1)] in inst.results()
@@ -319,12 +299,12 @@ def test_a_python_mule_program_handles_signals_only_inside_signal_wait(make_inst
              message=lambda: inst.log)
 
     # Now a signal-only mule: the same process runs mule 1's signals by itself.
-    _signal(inst, 50)
-    _signal(inst, 50)
+    inst.raise_signal(50)
+    inst.raise_signal(50)
     inst.wait_results(3, where=lambda r: r[:2] == ["handler", "50"])
     assert [r for r in inst.results() if r[:2] == ["handler", "50"]] == \
         [["handler", "50", "m1", str(pid1)]] * 3
-    stats = _stats_when(inst, wait_for, _handled(50, 3))
+    stats = inst.stats_when(_handled(50, 3))
     assert _mule(stats, 1)["pid"] == pid1 and _mule(stats, 1)["respawns"] == 0
     assert len([r for r in inst.results() if r[0] == "program-saw"]) == 2
     assert len([r for r in inst.results() if r[0] == "program-start"]) == 1
@@ -374,19 +354,19 @@ def test_a_lua_mule_program_runs_then_the_mule_goes_on(make_instance, wait_for):
     out = lambda: inst.stdout.splitlines()    # noqa: E731
     wait_for(lambda: "lua program in mule 1 worker 0" in out(), 10,
              message=lambda: inst.stdout + inst.log)
-    pid = _mule(_stats(inst), 1)["pid"]
-    _signal(inst, 55)
+    pid = _mule(inst.socket_stats(), 1)["pid"]
+    inst.raise_signal(55)
     wait_for(lambda: "lua program saw 55 last 55" in out(), 10,
              message=lambda: inst.stdout + inst.log)
     assert out().index("lua handler 55 in mule 1") < out().index("lua program saw 55 last 55")
-    _signal(inst, 56)
+    inst.raise_signal(56)
     wait_for(lambda: "lua program saw 56 last 56" in out(), 10, message=lambda: inst.stdout)
     wait_for(lambda: re.search(r"mule 1.*program returned", inst.log), 10,
              message=lambda: inst.log)
-    _signal(inst, 55)                 # a signal-only mule now
+    inst.raise_signal(55)                 # a signal-only mule now
     wait_for(lambda: out().count("lua handler 55 in mule 1") == 2, 10,
              message=lambda: inst.stdout + inst.log)
-    stats = _stats_when(inst, wait_for, _handled(55, 2))
+    stats = inst.stats_when(_handled(55, 2))
     assert _mule(stats, 1)["pid"] == pid
     assert _mule(stats, 1)["program"] == "lua:prog.lua:feeder"
     assert len([line for line in out() if line.startswith("lua program saw")]) == 2
@@ -496,11 +476,11 @@ def test_a_waiting_mule_program_does_not_take_unregistered_signals(make_instance
         handler = "python:stealer:waiter"
         """))
     inst.start()
-    _stats_when(inst, wait_for, lambda s: _mule(s, 1)["waiting"])
-    _signal(inst, 10)
+    inst.stats_when(lambda s: _mule(s, 1)["waiting"])
+    inst.raise_signal(10)
     inst.wait_results(1, where=lambda r: r[0] == "worker-waits")
-    _stats_when(inst, wait_for, lambda s: s["workers"][0]["waiting"])
-    _signal(inst, 99)                 # registered nowhere
+    inst.stats_when(lambda s: s["workers"][0]["waiting"])
+    inst.raise_signal(99)                 # registered nowhere
     lines = inst.wait_results(1, where=lambda r: r[0] in ("worker-got", "mule-program-got"))
     assert ["worker-got", "99"] in lines, lines
     assert not [r for r in lines if r[0] == "mule-program-got"], lines
@@ -560,7 +540,7 @@ def test_mule_targets_can_be_registered_from_workers_and_mules(make_instance, wa
          {"num": 91, "target": "mule1", "handler": "python:register:from_mule"},
          {"num": 92, "target": "spooler", "handler": "python:register:from_spooler"}],
         modules={"app": APP, "register": REGISTER})
-    _signal(inst, 90)
+    inst.raise_signal(90)
     inst.wait_results(1, where=lambda r: r[0] == "from-worker-done")
     inst.wait_results(1, where=lambda r: r[0] == "60")
     lines = inst.results()
@@ -572,7 +552,7 @@ def test_mule_targets_can_be_registered_from_workers_and_mules(make_instance, wa
         assert bad in refused[bad][3], refused[bad]
     assert ["from-worker-done", "None"] in lines      # 61 was never registered
 
-    _signal(inst, 91)
+    inst.raise_signal(91)
     inst.wait_results(1, where=lambda r: r[0] == "from-mule-done")
     inst.wait_results(2, where=lambda r: r[0] == "63")
     inst.wait_results(1, where=lambda r: r[0] == "closure")
@@ -580,11 +560,11 @@ def test_mule_targets_can_be_registered_from_workers_and_mules(make_instance, wa
     assert [r for r in inst.results() if r[0] == "closure"] == [["closure", "64", "1"]]
     inst.wait_results(1, where=lambda r: r[0] == "65")
     assert [r[1:4] for r in _lines(inst, 65)] == [["w0", "m0", "s1"]]
-    _signal(inst, 92)
+    inst.raise_signal(92)
     inst.wait_results(1, where=lambda r: r[0] == "66")
     assert [r[1:4] for r in _lines(inst, 66)] == [["w0", "m1", "s0"]]
     assert ["from-spooler-done", "True"] in inst.results()
-    stats = _stats_when(inst, wait_for, lambda s: _handled(63, 2)(s) and _handled(64, 1)(s)
+    stats = inst.stats_when(lambda s: _handled(63, 2)(s) and _handled(64, 1)(s)
                         and _handled(65, 1)(s) and _handled(66, 1)(s))
     sig = stats["signals"]
     assert (sig["60"]["target"], sig["60"]["handler"]) == ("mule2", "python:app:where")
@@ -593,8 +573,8 @@ def test_mule_targets_can_be_registered_from_workers_and_mules(make_instance, wa
     assert (sig["65"]["target"], sig["66"]["target"]) == ("spooler", "farm_only")
     assert "61" not in sig and "62" not in sig
     # Raised again from outside, the worker's and the mule's registrations still route.
-    _signal(inst, 60)
-    _signal(inst, 63)
+    inst.raise_signal(60)
+    inst.raise_signal(63)
     inst.wait_results(2, where=lambda r: r[0] == "60")
     inst.wait_results(4, where=lambda r: r[0] == "63")
     assert [r[2] for r in _lines(inst, 60)] == ["m2", "m2"]
@@ -645,10 +625,10 @@ def test_mules_report_errors_and_obey_mule_harakiri(make_instance, wait_for):
         modules={"failing": FAILING, "app": APP}, start=False)
     (inst.dir / "errs.lua").write_text(ERRS_LUA)
     inst.start()
-    before = {m["id"]: m["pid"] for m in _stats(inst)["mules"]}
-    _signal(inst, 80)
-    _signal(inst, 81)
-    stats = _stats_when(inst, wait_for, lambda s: s["signals"]["81"]["failed"] == 1
+    before = {m["id"]: m["pid"] for m in inst.socket_stats()["mules"]}
+    inst.raise_signal(80)
+    inst.raise_signal(81)
+    stats = inst.stats_when(lambda s: s["signals"]["81"]["failed"] == 1
                         and s["signals"]["80"]["failed"] == 1)
     assert _mule(stats, 2)["failed"] == 2 and _mule(stats, 2)["pid"] == before[2]
     wait_for(lambda: "RuntimeError: mule boom 80" in inst.log
@@ -657,15 +637,15 @@ def test_mules_report_errors_and_obey_mule_harakiri(make_instance, wait_for):
     assert re.search(r"mule 2.*\b80\b.*failing:boom|\b80\b.*failing:boom.*mule 2", inst.log)
     assert re.search(r"errs\.lua:5:.*lua mule failure 81", inst.log), inst.log
 
-    _signal(inst, 82)
+    inst.raise_signal(82)
     inst.wait_results(1, where=lambda r: r[0] == "sleeping")
-    stats = _stats_when(inst, wait_for, lambda s: _mule(s, 1)["pid"] not in (0, before[1])
+    stats = inst.stats_when(lambda s: _mule(s, 1)["pid"] not in (0, before[1])
                         and _mule(s, 1)["status"] == "idle", timeout=20)
     assert _mule(stats, 1)["harakiri_count"] == 1 and _mule(stats, 1)["respawns"] == 1
     assert _mule(stats, 2)["harakiri_count"] == 0 and _mule(stats, 2)["pid"] == before[2]
     assert stats["workers"][0]["harakiri_count"] == 0
     assert re.search(rf"harakiri.*mule 1 \(pid {before[1]}\)", inst.log), inst.log
-    _signal(inst, 83)
+    inst.raise_signal(83)
     inst.wait_results(2, where=lambda r: r[0] == "83")
     assert sorted((r[2], int(r[4])) for r in _lines(inst, 83)) == [
         ("m1", _mule(stats, 1)["pid"]), ("m2", before[2])]

@@ -16,8 +16,6 @@ from collections import Counter
 
 import pytest
 
-from switchboard import control
-
 pytestmark = pytest.mark.timeout(60)
 
 JOB_PREFIX = "uwsgi_spoolfile_on_"
@@ -88,30 +86,12 @@ def jobs_module(requests: dict[int, list[tuple[str, str]]], extra: str = "") -> 
     return JOBS + f"\nREQUESTS.update({requests!r})\n" + extra
 
 
-def _ask(inst, line):
-    """One request on the instance's control socket: what `switchboard signal NUM` and
-    `switchboard stats` send (the CLI itself is tested in test_control.py; talking to
-    the socket directly keeps these tests fast)."""
-    reply = control.request(str(inst.control_path), line, 30.0)
-    assert reply.get("ok"), f"{line!r}: {reply}\nlog:\n{inst.log[-3000:]}"
-    return reply
 
 
-def _signal(inst, num):
-    _ask(inst, f"signal {num}")
 
 
-def _stats(inst):
-    return _ask(inst, "stats")["stats"]
 
 
-def _stats_when(inst, wait_for, predicate, timeout=15):
-    def check():
-        stats = _stats(inst)
-        return stats if predicate(stats) else None
-    return wait_for(check, timeout, interval=0.05,
-                    message=lambda: f"stats: {_stats(inst)}\nresults: {inst.results()}\n"
-                                    f"log:\n{inst.log[-6000:]}")
 
 
 def _runs(inst, name=None):
@@ -177,7 +157,7 @@ def test_spool_runs_the_spooler_function_and_spool_ok_removes_the_job(make_insta
                          modules={"jobs": jobs_module({}, BASIC)})
     spool_dir = inst.dir / "spool"
     inst.wait_results(1, where=lambda r: r[0] == "job" and "name=early" in r[4])
-    _signal(inst, 100)
+    inst.raise_signal(100)
     lines = inst.wait_results(3, where=lambda r: r[0] == "job")
     spooled = next(r for r in lines if r[0] == "basic-spooled")
     # In the worker: not the spooler; spool() returned paths in the spool dir; a job
@@ -196,7 +176,7 @@ def test_spool_runs_the_spooler_function_and_spool_ok_removes_the_job(make_insta
     assert jobs["bkey=bval,name=dict1,skey=sval"][5] == spooled[3]
     assert next(j for k, j in jobs.items() if "raw-bytes-body" in k)[5] == spooled[4]
 
-    stats = _stats_when(inst, wait_for, lambda s: _spooler_totals(s)["jobs_done"] == 3)
+    stats = inst.stats_when(lambda s: _spooler_totals(s)["jobs_done"] == 3)
     assert _spooler_totals(stats) == {"jobs_done": 3, "jobs_failed": 0, "jobs_retried": 0}
     assert [s["id"] for s in stats["spoolers"]] == [1]
     wait_for(lambda: not _job_files(spool_dir), 5, message=lambda: _job_files(spool_dir))
@@ -211,10 +191,10 @@ def test_spool_retry_and_a_raising_function_keep_the_job_until_it_succeeds(make_
     inst = make_instance(_spool_settings(**{"spooler-frequency": 0.2}),
                          [{"num": 100, "handler": "python:jobs:spool_jobs"}],
                          modules={"jobs": jobs_module({100: [("r", "retry"), ("x", "raise")]})})
-    _signal(inst, 100)
+    inst.raise_signal(100)
     inst.wait_results(1, timeout=15, where=lambda r: r[:3] == ["run", "r", "3"])
     inst.wait_results(1, timeout=15, where=lambda r: r[:3] == ["run", "x", "2"])
-    stats = _stats_when(inst, wait_for, lambda s: _spooler_totals(s)["jobs_done"] == 2)
+    stats = inst.stats_when(lambda s: _spooler_totals(s)["jobs_done"] == 2)
     assert _spooler_totals(stats) == {"jobs_done": 2, "jobs_failed": 1, "jobs_retried": 2}
     assert stats["spoolers"][0]["respawns"] == 0
     pid = stats["spoolers"][0]["pid"]
@@ -239,9 +219,9 @@ def test_spool_ignore_leaves_the_job_and_this_spooler_never_runs_it_again(make_i
                           {"num": 101, "handler": "python:jobs:spool_jobs"}],
                          modules={"jobs": jobs_module({100: [("ign", "ignore"), ("tick", "tick")],
                                                        101: [("later", "ok")]})})
-    _signal(inst, 100)
+    inst.raise_signal(100)
     inst.wait_results(2, where=lambda r: r[:2] == ["run", "tick"])
-    _signal(inst, 101)                # a new job wakes the spooler for one more scan
+    inst.raise_signal(101)                # a new job wakes the spooler for one more scan
     inst.wait_results(1, where=lambda r: r[:2] == ["run", "later"])
     later = float(_runs(inst, "later")[0][7])
     # Every scan (each spooler-frequency) runs `tick` again; `ign` stays where it is.
@@ -255,7 +235,7 @@ def test_spool_ignore_leaves_the_job_and_this_spooler_never_runs_it_again(make_i
     # Kept jobs wait for the next scan (no new job wakes the spooler after `later`):
     # periodic runs, not a busy loop.
     assert times[2] - times[0] >= 0.3, times
-    stats = _stats_when(inst, wait_for, lambda s: _spooler_totals(s)["jobs_retried"] >= 6)
+    stats = inst.stats_when(lambda s: _spooler_totals(s)["jobs_retried"] >= 6)
     totals = _spooler_totals(stats)
     assert totals["jobs_done"] == 1 and totals["jobs_failed"] == 0
     assert re.search(r"spool job \S+ ignored", inst.log), inst.log
@@ -296,10 +276,10 @@ def test_spool_decorator_installs_the_spooler_function(make_instance, wait_for):
     inst = make_instance({"workers": 1, "spooler": "spool", "import": ["deco"]},
                          [{"num": 100, "handler": "python:deco:go"}],
                          modules={"deco": DECORATED})
-    _signal(inst, 100)
+    inst.raise_signal(100)
     inst.wait_results(2, where=lambda r: r[0] == "plain")
     inst.wait_results(1, where=lambda r: r[0] == "args")
-    stats = _stats_when(inst, wait_for, lambda s: _spooler_totals(s)["jobs_done"] == 3)
+    stats = inst.stats_when(lambda s: _spooler_totals(s)["jobs_done"] == 3)
     spooler_pid = stats["spoolers"][0]["pid"]
     plain = sorted(r for r in inst.results() if r[0] == "plain")
     assert plain == [["plain", name, "True", "True", "True", str(spooler_pid)]
@@ -350,37 +330,37 @@ def test_spooler_target_goes_to_the_first_available_spooler(make_instance, wait_
         start=False)
     (inst.dir / "sp.lua").write_text(SPOOLER_LUA)
     inst.start()
-    stats = _stats(inst)
+    stats = inst.socket_stats()
     assert [s["id"] for s in stats["spoolers"]] == [1, 2]
     pids = {s["pid"] for s in stats["spoolers"]}
-    _signal(inst, 100)
+    inst.raise_signal(100)
     inst.wait_results(1, where=lambda r: r[:2] == ["run", "blocker"])
     busy_pid = int(_runs(inst, "blocker")[0][6])
     assert busy_pid in pids
     (idle_pid,) = pids - {busy_pid}
     # One spooler is stuck in a job: spooler signals go to the other one.
     for num in (110, 111, 110, 111, 110):
-        _signal(inst, num)
+        inst.raise_signal(num)
     lines = inst.wait_results(3, timeout=5, where=lambda r: r[0] == "sig")
     assert [r[1:] for r in lines if r[0] == "sig"] == [["110", "True", "w0", "m0",
                                                         str(idle_pid)]] * 3
     wait_for(lambda: inst.stdout.count("lua 111 in w0 m0") == 2, 5,
              message=lambda: inst.stdout + inst.log[-3000:])
     # Errors in the spooler are logged and counted as in any process.
-    _signal(inst, 112)
-    _signal(inst, 113)
-    stats = _stats_when(inst, wait_for, lambda s: s["signals"]["112"]["failed"] == 1
+    inst.raise_signal(112)
+    inst.raise_signal(113)
+    stats = inst.stats_when(lambda s: s["signals"]["112"]["failed"] == 1
                         and s["signals"]["113"]["failed"] == 1)
     assert sum(s["failed"] for s in stats["spoolers"]) == 2
     wait_for(lambda: "ValueError: spooler handler boom 112" in inst.log, 5,
              message=lambda: inst.log)
     assert re.search(r"sp\.lua:7:.*lua spooler failure 113", inst.log), inst.log
     # Five more jobs while one spooler is busy: each runs once, none twice.
-    _signal(inst, 101)
+    inst.raise_signal(101)
     inst.wait_results(5, where=lambda r: r[0] == "run" and r[1].startswith("j"))
     inst.touch("release")
     inst.wait_results(1, where=lambda r: r[0] == "released")
-    stats = _stats_when(inst, wait_for, lambda s: _spooler_totals(s)["jobs_done"] == 6)
+    stats = inst.stats_when(lambda s: _spooler_totals(s)["jobs_done"] == 6)
     assert Counter(r[1] for r in _runs(inst)) == {"blocker": 1, **{f"j{i}": 1
                                                                   for i in range(5)}}
     assert {int(r[6]) for r in _runs(inst) if r[1].startswith("j")} <= pids
@@ -394,11 +374,11 @@ def test_a_job_past_spooler_harakiri_is_run_again_by_the_replacement(make_instan
     inst = make_instance(_spool_settings(**{"spooler-harakiri": 1}),
                          [{"num": 100, "handler": "python:jobs:spool_jobs"}],
                          modules={"jobs": jobs_module({100: [("stuck", "stuck")]})})
-    old = _stats(inst)["spoolers"][0]["pid"]
-    _signal(inst, 100)
+    old = inst.socket_stats()["spoolers"][0]["pid"]
+    inst.raise_signal(100)
     inst.wait_results(1, where=lambda r: r[:3] == ["run", "stuck", "1"])
     inst.wait_results(1, timeout=20, where=lambda r: r[:3] == ["run", "stuck", "2"])
-    stats = _stats_when(inst, wait_for, lambda s: s["spoolers"][0]["jobs_done"] == 1)
+    stats = inst.stats_when(lambda s: s["spoolers"][0]["jobs_done"] == 1)
     spooler = stats["spoolers"][0]
     assert spooler["harakiri_count"] == 1 and spooler["respawns"] == 1
     assert spooler["pid"] not in (0, old)
@@ -416,17 +396,17 @@ def test_jobs_spooled_while_the_spooler_is_down_run_when_it_comes_back(make_inst
                          [{"num": 100, "handler": "python:jobs:spool_jobs"}],
                          modules={"jobs": jobs_module({100: [("d1", "ok"), ("d2", "ok"),
                                                              ("d3", "ok")]})})
-    old = _stats(inst)["spoolers"][0]["pid"]
+    old = inst.socket_stats()["spoolers"][0]["pid"]
     os.kill(old, unix.SIGSTOP)          # the spooler can run nothing from here on
     try:
-        _signal(inst, 100)
+        inst.raise_signal(100)
         inst.wait_results(1, where=lambda r: r[0] == "spooled")
         assert len(_job_files(inst.dir / "spool")) == 3
         assert not _runs(inst)
     finally:
         os.kill(old, unix.SIGKILL)      # ... and dies; the master respawns it
     inst.wait_results(3, where=lambda r: r[0] == "run")
-    stats = _stats_when(inst, wait_for, lambda s: s["spoolers"][0]["jobs_done"] == 3)
+    stats = inst.stats_when(lambda s: s["spoolers"][0]["jobs_done"] == 3)
     new = stats["spoolers"][0]["pid"]
     assert new not in (0, old) and stats["spoolers"][0]["respawns"] == 1
     assert sorted((r[1], int(r[6])) for r in _runs(inst)) == [("d1", new), ("d2", new),
@@ -495,12 +475,12 @@ def test_spool_jobs_survive_a_restart_of_the_whole_runtime(make_instance, wait_f
                           [{"num": 100, "handler": "python:life:spool_kept"},
                            {"num": 101, "handler": "python:life:spool_more"}],
                           modules={"life": FIRST_LIFE}, name="first")
-    _signal(first, 100)
+    first.raise_signal(100)
     first.wait_results(1, where=lambda r: r[:2] == ["A", "blocker"])
     assert {r[1] for r in first.results() if r[0] == "A"} >= {"r1", "r2"}
-    _signal(first, 101)               # spooled while the spooler is stuck in `blocker`
+    first.raise_signal(101)               # spooled while the spooler is stuck in `blocker`
     first.wait_results(2, where=lambda r: r[0] == "spooled")
-    stats = _stats(first)
+    stats = first.socket_stats()
     assert stats["spoolers"][0]["jobs_retried"] >= 2
     assert stats["spoolers"][0]["jobs_done"] == 0
     assert first.stop(timeout=20) == 0
@@ -511,7 +491,7 @@ def test_spool_jobs_survive_a_restart_of_the_whole_runtime(make_instance, wait_f
                             "spooler-frequency": 0.2},
                            modules={"life": SECOND_LIFE}, name="second")
     second.wait_results(5, where=lambda r: r[0] == "B")
-    stats = _stats_when(second, wait_for, lambda s: s["spoolers"][0]["jobs_done"] == 5)
+    stats = second.stats_when(lambda s: s["spoolers"][0]["jobs_done"] == 5)
     wait_for(lambda: not _job_files(spool_dir), 5, message=lambda: _job_files(spool_dir))
     names = Counter(r[1] for r in second.results() if r[0] == "B")
     assert names == {"r1": 1, "r2": 1, "blocker": 1, "w1": 1, "w2": 1}, second.results()
