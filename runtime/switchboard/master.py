@@ -21,19 +21,18 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, control, loader, logs, stats
+from switchboard import api, control, loader, stats
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.hosts import lua
-from switchboard.procs.child import Child, become_child
-from switchboard.procs.spooler import SpoolerWork
+from switchboard.procs import spawn
+from switchboard.procs.spawn import BLOCKED_IN_FORK
 from switchboard.relay import Relay
 from switchboard.reload import Reload
 from switchboard.router import Outbox, Router
 from switchboard.shared import BUSY, CHEAP, DOWN, MAX_NESTED, STARTING, Shared
-from switchboard.sources.pgnotify import Listener
 from switchboard.sources.registry import Registry
 from switchboard.sources.schedule import Schedule
 from switchboard.table import SignalTable, check_signum
@@ -42,7 +41,6 @@ from switchboard.targets import MASTER_SLOT, Kind, Role, Target
 log = logging.getLogger("switchboard.master")
 
 READ = selectors.EVENT_READ
-_BLOCKED_IN_FORK = {unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGCHLD}
 _TICK = 0.5            # housekeeping (harakiri, cheaper-idle) runs at least this often
 _FAST_DEATH = 1.0      # a child that dies younger than this is respawned after a pause
 
@@ -104,7 +102,7 @@ class Master:
         self.relay = Relay(self.router, self._on_ready, self._on_message)
         self.registry = Registry(self.router, Schedule())
         self.registry.tell_helper = self._tell_helper
-        self._commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
+        self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
                                  spool_dir=loader.spool_folder(config),
                                  spool_wake=self.channels.spool_wake[1])
@@ -123,11 +121,11 @@ class Master:
         """Fork the children and route until stopped; the exit status."""
         setproctitle.setproctitle("switchboard master")
         self.selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        unix.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in _BLOCKED_IN_FORK:
+        self.wake_fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        unix.set_wakeup_fd(self.wake_fds[1], warn_on_full_buffer=False)
+        for sig in BLOCKED_IN_FORK:
             unix.signal(sig, _wake_only)
-        self.selector.register(self._wake_r, READ, self._on_wakeup)
+        self.selector.register(self.wake_fds[0], READ, self._on_wakeup)
         self.relay.start(self.selector, self.channels.wake[0])
         path = self.config.control and self.config.relative(self.config.control)
         self.control = control.ControlServer(path or control.default_path(self.config.path),
@@ -205,7 +203,7 @@ class Master:
 
     def _on_wakeup(self, mask: int) -> None:
         try:
-            data = os.read(self._wake_r, 512)
+            data = os.read(self.wake_fds[0], 512)
         except BlockingIOError:
             return
         for signum in data:
@@ -236,49 +234,15 @@ class Master:
         rec.status, rec.signum, rec.user_harakiri = STARTING, -1, 0.0
         sys.stdout.flush()
         sys.stderr.flush()
-        old_mask = unix.pthread_sigmask(unix.SIG_BLOCK, _BLOCKED_IN_FORK)
+        old_mask = unix.pthread_sigmask(unix.SIG_BLOCK, BLOCKED_IN_FORK)
         pid = os.fork()
         if pid == 0:
-            self._child(slot, role, ident, old_mask)
+            spawn.run_child(self, slot, role, ident, old_mask)   # never returns
         unix.pthread_sigmask(unix.SIG_SETMASK, old_mask)
         rec.pid = pid
         self.children[slot] = ChildProc(pid, time.monotonic())
         self.pids[pid] = slot
         log.info("spawned %s (pid %d)", self.topology.describe(slot), pid)
-
-    def _child(self, slot: int, role: Role, ident: int, old_mask: set[int]) -> None:
-        """The forked side of _spawn: reset, become the child, never return."""
-        code = 1
-        try:
-            unix.set_wakeup_fd(-1)
-            for sig in _BLOCKED_IN_FORK:
-                unix.signal(sig, unix.SIG_DFL)
-            self.selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            control.close_inherited(self.control)
-            groups = self.topology.groups_of(slot)
-            self.channels.keep_for_child(slot, groups, spooler=role is Role.SPOOLER)
-            os.close(self._commands[1])
-            if role is not Role.SOURCES:
-                os.close(self._commands[0])
-            logs.set_label(self.topology.describe(slot))
-            setproctitle.setproctitle(f"switchboard {self.topology.describe(slot)}")
-            child = self._make_child(slot, role, ident)
-            unix.pthread_sigmask(unix.SIG_SETMASK, old_mask)
-            code = become_child(child, self.channels.private[slot][1],
-                                [(self.channels.groups[g][1], self.flag_of[g]) for g in groups],
-                                self.channels.wake[1], self.config.signal_timeout)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            log.exception("%s crashed", self.topology.describe(slot))
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
 
     def _on_message(self, slot: int, payload: bytes) -> None:
         """A child asked for something bigger than a signal (a timer, a monitor...)."""
@@ -299,24 +263,7 @@ class Master:
             self._spawn(slot)           # it inherits every monitor, this one included
             return
         with contextlib.suppress(BlockingIOError):
-            os.write(self._commands[1], json.dumps(command).encode() + b"\n")
-
-    def _make_child(self, slot: int, role: Role, ident: int) -> Child:
-        ctx = self.ctx
-        child = Child(role, ident, slot, self.topology, self.shared, self.table, ctx.masterpid,
-                      dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
-                      spool_wake=ctx.spool_wake)
-        if role is Role.MULE:
-            child.program = self.programs.get(ident)
-        elif role is Role.SPOOLER:
-            child.background = SpoolerWork(child, ctx.spool_dir, self.config.spooler_frequency,
-                                           self.channels.spool_wake[0])
-        elif role is Role.SOURCES:
-            from switchboard.procs.sources import SourcesWork  # watchdog: only this child
-            listeners = [Listener(x.num, x.dsn, x.channel) for x in self.registry.listeners]
-            child.background = SourcesWork(child, self._commands[0],
-                                           list(self.registry.monitors.values()), listeners)
-        return child
+            os.write(self.commands[1], json.dumps(command).encode() + b"\n")
 
     def _on_ready(self, slot: int) -> None:
         child = self.children.get(slot)
