@@ -7,7 +7,6 @@ import subprocess
 
 import psycopg
 import pytest
-
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(90)

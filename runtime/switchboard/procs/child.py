@@ -110,12 +110,16 @@ class Child(Context):
         except Exception:
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
+        try:
+            if self.background is not None:
+                self.background.start()     # watches placed before we say we are ready
+        except Exception:
+            log.exception("%s: could not start; cannot boot", self._name())
+            return BOOT_ERROR
         self.record.status = IDLE
         self.record.last_active = time.monotonic()
         self._send(record(READY))
         try:
-            if self.background is not None:
-                self.background.start()
             if self.program is not None:
                 self._run_program(self.program)
             self._serve(NEVER, None)

@@ -47,7 +47,7 @@ class Registry:
         elif kind == "file_monitor":
             ident = next(self._ids)
             self.monitors[ident] = {**spec, "id": ident, "origin": origin}
-            self.tell_helper({"kind": "add_monitor", **self.monitors[ident]})
+            self.tell_helper({**self.monitors[ident], "kind": "add_monitor"})
             log.info("signal %d: file monitor on %s%s", num, spec["path"],
                      " (recursive)" if spec.get("recursive") else "")
         elif kind == "pgnotify":
