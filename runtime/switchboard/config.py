@@ -131,6 +131,10 @@ def load(path: str) -> Config:
         raise ConfigError(path, f"invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(path, f"invalid TOML: not UTF-8 ({exc.reason})") from None
+    except RecursionError:
+        raise ConfigError(path, "invalid TOML: nested too deeply") from None
+    except ValueError as exc:           # e.g. an integer with thousands of digits
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
     return from_dict(data, path)
 
 
@@ -268,6 +272,9 @@ def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
         wanted = "a table of lists of integers"
     if not ok:
         raise ConfigError(path, f"must be {wanted}, not {_toml_type(value)}", entry, key)
+    if any("\0" in v for v in (value if isinstance(value, list) else [value])
+           if isinstance(v, str)):
+        raise ConfigError(path, "contains a NUL byte", entry, key)
     return value
 
 

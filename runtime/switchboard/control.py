@@ -39,9 +39,17 @@ def default_path(config_path: str) -> str:
 
 def request(path: str, line: str, timeout: float) -> Reply:
     """Send one request to a running instance; OSError if it cannot be reached."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(path)
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:     # the listen backlog is full: wait for room
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         sock.sendall(line.encode() + b"\n")
         chunks = []
         while chunk := sock.recv(65536):
@@ -68,21 +76,24 @@ class ControlServer:
     def __init__(self, path: str, selector: selectors.BaseSelector, dispatch: Dispatch,
                  retry_for: float) -> None:
         self.path, self._selector, self._dispatch = path, selector, dispatch
-        self._retry_for = retry_for
+        self.retry_for = retry_for
         self._pending: list[_Conn] = []
         self._conns: set[_Conn] = set()
         self.sock = _bind(path)
         selector.register(self.sock, selectors.EVENT_READ, self._accept)
 
     def _accept(self, mask: int) -> None:
-        try:
-            sock, _ = self.sock.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(False)
-        conn = _Conn(sock)
-        self._conns.add(conn)
-        self._selector.register(sock, selectors.EVENT_READ, lambda m: self._read(conn))
+        """Take every client waiting in the backlog."""
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self._conns.add(conn)
+            self._selector.register(sock, selectors.EVENT_READ,
+                                    lambda m, c=conn: self._read(c))
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -97,7 +108,7 @@ class ControlServer:
         elif newline or not data:
             conn.request = line.decode("utf-8", "replace").strip()
             self._selector.unregister(conn.sock)
-            conn.deadline = time.monotonic() + self._retry_for
+            conn.deadline = time.monotonic() + self.retry_for
             self._answer(conn)
 
     def _answer(self, conn: _Conn) -> None:
@@ -107,7 +118,7 @@ class ControlServer:
             if time.monotonic() < conn.deadline:
                 self._pending.append(conn)
                 return
-            reply = {"ok": False, "error": f"not accepted within {self._retry_for:g} s "
+            reply = {"ok": False, "error": f"not accepted within {self.retry_for:g} s "
                      "(signal-timeout): the signal's queue is full"}
         self._reply(conn, reply)
 
@@ -176,7 +187,7 @@ def _bind(path: str) -> socket.socket:
         raise OSError(exc.errno, f"cannot create control socket {path}: {exc.strerror}") from None
     finally:
         os.umask(old)
-    sock.listen(64)
+    sock.listen(socket.SOMAXCONN)
     sock.setblocking(False)
     return sock
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, control, loader, stats
+from switchboard import api, control, decorators, loader, stats
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.config import Config
 from switchboard.context import Context
+from switchboard.errors import ConfigError
 from switchboard.hosts import lua
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
@@ -381,18 +382,34 @@ class Master:
                     child.kill_reason = child.killed_for = "reload-mercy"
                     _kill(child.pid, unix.SIGKILL)
 
-    def apply_config(self, config: Config) -> None:
-        """A reload: forget what the old config made, load the new one (same layout)."""
-        self.table.clear_owned_by(MASTER_SLOT)
-        self.registry.drop_boot_sources()
-        self.ctx.local_handlers.clear()
+    def apply_config(self, config: Config) -> bool:
+        """A reload (same layout): load the new config, then forget what the old one
+        made and the new one did not make again.  False, and a log line, if loading
+        failed: what was loaded so far stays, and a restart is advised."""
+        old_entries = {e.num: e.gen for e in self.table.entries() if e.owner == MASTER_SLOT}
+        old_sources = self.registry.boot_sources()
+        decorators.postfork_chain.clear()
+        api.post_fork_hook = None
         lua.reset()
+        try:
+            loader.apply(config, self.table, self.registry.apply, fresh=True)
+            self.programs = loader.mule_programs(config)
+        except ConfigError as exc:
+            log.error("reload failed while applying the config, which is now partly "
+                      "loaded; restart the instance: %s", exc)
+            return False
+        for num, gen in old_entries.items():
+            if self.table.entry_generation(num) == gen:      # not registered again
+                self.table.unregister(num)
+                self.ctx.local_handlers.pop(num, None)
+        self.registry.drop_sources(old_sources)
         self.config = config
-        loader.apply(config, self.table, self.registry.apply, fresh=True)
-        self.programs = loader.mule_programs(config)
         self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle
         for box in [*self.router.boxes.values(), *self.router.groups.values()]:
             box.limit = config.signal_queue
+        self.router.held_limit = config.signal_queue
+        self.control.retry_for = config.signal_timeout
+        return True
 
     def kill(self, slot: int, reason: str) -> None:
         """Stop a child: gracefully (SIGTERM) without a reason, else SIGKILL for it."""

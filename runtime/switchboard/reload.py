@@ -100,7 +100,8 @@ class Reload:
                       "(workers, mules, farms, spooler, cheaper) or the control socket "
                       "changed; restart to apply it")
             return
-        self.master.apply_config(new)
+        if not self.master.apply_config(new):
+            return
         self.queue = sorted(self.master.children)
         log.info("reload: config applied; replacing %d children one at a time",
                  len(self.queue))

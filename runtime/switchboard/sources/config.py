@@ -141,8 +141,8 @@ def _pgnotify(path: str, where: str, item: dict[str, Any], check: Any) -> dict[s
         if key not in item:
             raise ConfigError(path, "is required", where, key)
     channel = item["channel"]
-    if not isinstance(channel, str) or not channel:
-        raise ConfigError(path, "must be a non-empty string", where, "channel")
+    if not isinstance(channel, str) or not channel or "\0" in channel:
+        raise ConfigError(path, "must be a non-empty string without NUL", where, "channel")
     return {"dsn": check("dsn", pgnotify.check_dsn), "channel": channel}
 
 

@@ -68,16 +68,24 @@ class Registry:
         else:
             log.error("unknown source request %r; ignored", spec)
 
-    def drop_boot_sources(self) -> None:
-        """A reload: remove what the config and its imports made (children's stay)."""
-        removed = self.schedule.del_timers(origin="master") + \
-            self.schedule.del_crons(origin="master")
-        for source in removed:
+    def boot_sources(self) -> list[object]:
+        """What the config and its imports made (a reload replaces these)."""
+        made: list[object] = [t for t in self.schedule.timers if t.origin == "master"]
+        made += [c for c in self.schedule.crons if c.origin == "master"]
+        made += [i for i, m in self.monitors.items() if m["origin"] == "master"]
+        made += list(self.listeners)
+        return made
+
+    def drop_sources(self, sources: list[object]) -> None:
+        """Remove sources boot_sources() listed (a reload loaded their successors)."""
+        self.schedule.timers = [t for t in self.schedule.timers if t not in sources]
+        self.schedule.crons = [c for c in self.schedule.crons if c not in sources]
+        for source in sources:
             self.router.forget(source)
-        for ident in [i for i, m in self.monitors.items() if m["origin"] == "master"]:
-            del self.monitors[ident]
-            self.tell_helper({"kind": "del_monitor", "id": ident})
-        self.listeners.clear()
+            if isinstance(source, int) and source in self.monitors:
+                del self.monitors[source]
+                self.tell_helper({"kind": "del_monitor", "id": source})
+        self.listeners = [x for x in self.listeners if x not in sources]
 
     def _forget(self, removed: list[object], what: str, num: int) -> None:
         for source in removed:
