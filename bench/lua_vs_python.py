@@ -1,7 +1,8 @@
 """Lua handler vs Python handler dispatch throughput (issue: Lua >= 0.9x Python).
 
 Run: python bench/lua_vs_python.py [--rounds 5] [--n 100000]
-Each round runs both kinds alternately; prints medians and the ratio.
+Each round runs both kinds alternately; prints medians and the ratio.  bench/run.py runs
+the same measurement as its scenario 4 (`run_once`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run_once(kind: str, n: int) -> float:
         end = float(inst.wait_for("done").split()[0])
     finally:
         inst.stop()
+    inst.cleanup()
     return n / (end - start)
 
 

@@ -1,0 +1,37 @@
+"""The benchmark's quick mode runs every scenario on both sides, so bench/ never rots.
+
+It checks that each run produced its numbers and the table judged every goal; it does
+not check the goals themselves (that is what `python bench/run.py` reports).  When
+build/uwsgi-venv is missing, the command installs uWSGI first (it compiles: the
+timeout leaves room for that).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(600)
+def test_quick_benchmark_runs_every_scenario_on_both_sides(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--quick",
+                          "--json", str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-5000:]}"
+    data = json.loads(out.read_text())
+    for case, sides in data["results"].items():
+        for side, rounds in sides.items():
+            assert rounds and all("error" not in r for r in rounds), (case, side, rounds)
+    assert {"worker", "broadcast", "latency", "lua", "timer_1s", "timer_10ms", "filemon",
+            "memory", "startup"} <= data["results"].keys()
+    assert any(case.startswith("scaling_") for case in data["results"])
+    assert set(data["results"]["worker"]) == {"uwsgi", "switchboard"}
+    assert data["goals"] and all(g["met"] is not None for g in data["goals"]), data["goals"]
+    assert "| Metric |" in run.stdout and "goals met:" in run.stdout
