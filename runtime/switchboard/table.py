@@ -102,20 +102,6 @@ class SignalTable:
                     return n
         raise ValueError("no free signal number: all 256 are registered")
 
-    def clear_owned_by(self, slot: int) -> list[int]:
-        """Remove every entry `slot` registered, whatever its kind (a reload)."""
-        cleared = []
-        with self._shared.locked():
-            for n in range(SIGNALS):
-                rec = self._rec.entries[n]
-                if rec.kind != 0 and rec.owner == slot:
-                    rec.kind = 0
-                    rec.gen += 1
-                    cleared.append(n)
-            if cleared:
-                self._rec.gen += 1
-        return cleared
-
     def drop_owned_by(self, slot: int) -> list[int]:
         """Remove local-callable entries whose owner died: their callable died with it."""
         dropped = []

@@ -47,15 +47,15 @@ class Schedule:
         self._cron_check = 0.0          # look now: the current minute may match
         return cron
 
-    def del_timers(self, num: int | None = None, origin: str | None = None) -> list[object]:
-        """Remove every timer raising `num` (or made by `origin`); the removed ones."""
-        removed = [t for t in self.timers if t.num == num or t.origin == origin]
-        self.timers = [t for t in self.timers if t not in removed]
+    def del_timers(self, num: int) -> list[object]:
+        """Remove every timer raising `num`; the removed ones."""
+        removed = [t for t in self.timers if t.num == num]
+        self.timers = [t for t in self.timers if t.num != num]
         return list(removed)
 
-    def del_crons(self, num: int | None = None, origin: str | None = None) -> list[object]:
-        removed = [c for c in self.crons if c.num == num or c.origin == origin]
-        self.crons = [c for c in self.crons if c not in removed]
+    def del_crons(self, num: int) -> list[object]:
+        removed = [c for c in self.crons if c.num == num]
+        self.crons = [c for c in self.crons if c.num != num]
         return list(removed)
 
     def due(self, deliver: Callable[[object, int], bool] | None = None
