@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from switchboard import __version__
 from switchboard.router import Outbox
@@ -19,20 +19,28 @@ def document(master: Master) -> dict[str, Any]:
     """Everything `switchboard stats` prints."""
     topo = master.topology
     router = master.router
-    procs = master.shared.procs
-    workers = [_process(master, slot) for slot in topo.worker_slots()]
+    # One copy of every process's counters, so the per-process and per-signal views
+    # of this document agree with each other (children keep counting meanwhile).
+    counts = [_Counts(list(r.handled), list(r.failed), list(r.no_handler))
+              for r in master.shared.procs]
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - master.started, 3),
-        "workers": workers,
-        "mules": [_process(master, slot) for slot in topo.mule_slots()],
-        "spoolers": [_process(master, slot) for slot in topo.spooler_slots()],
+        "workers": [_process(master, slot, counts[slot]) for slot in topo.worker_slots()],
+        "mules": [_process(master, slot, counts[slot]) for slot in topo.mule_slots()],
+        "spoolers": [_process(master, slot, counts[slot]) for slot in topo.spooler_slots()],
         "event_sources": master.registry.describe(),
         "signal_queue": _queued(router.groups[Target(Kind.WORKER)]),
         "held": len(router.held),
-        "signals": _signals(master, procs),
+        "signals": _signals(master, counts),
     }
+
+
+class _Counts(NamedTuple):
+    handled: list[int]
+    failed: list[int]
+    no_handler: list[int]
 
 
 def _queued(box: Outbox) -> int:
@@ -40,7 +48,7 @@ def _queued(box: Outbox) -> int:
     return len(box.buf) + box.unread()
 
 
-def _process(master: Master, slot: int) -> dict[str, Any]:
+def _process(master: Master, slot: int, counts: _Counts) -> dict[str, Any]:
     rec = master.shared.procs[slot]
     child = master.children.get(slot)
     status = STATUS_NAMES[rec.status]
@@ -49,8 +57,8 @@ def _process(master: Master, slot: int) -> dict[str, Any]:
         "pid": child.pid if child else 0,
         "status": "idle" if rec.status == WAITING else status,
         "waiting": rec.status == WAITING,
-        "signals": sum(rec.handled),
-        "failed": sum(rec.failed),
+        "signals": sum(counts.handled),
+        "failed": sum(counts.failed),
         "signal_queue": _queued(master.router.boxes[slot]),
         "respawns": master.respawns[slot],
         "harakiri_count": master.harakiris[slot],
@@ -69,7 +77,7 @@ def _process(master: Master, slot: int) -> dict[str, Any]:
     return record
 
 
-def _signals(master: Master, procs: list[Any]) -> dict[str, Any]:
+def _signals(master: Master, procs: list[_Counts]) -> dict[str, Any]:
     router = master.router
     registered = {e.num: e for e in master.table.entries()}
     out: dict[str, Any] = {}

@@ -349,8 +349,10 @@ def test_spooler_target_goes_to_the_first_available_spooler(make_instance, wait_
     # Errors in the spooler are logged and counted as in any process.
     inst.raise_signal(112)
     inst.raise_signal(113)
+    # (one stats document is not an atomic snapshot: poll until both views agree)
     stats = inst.stats_when(lambda s: s["signals"]["112"]["failed"] == 1
-                        and s["signals"]["113"]["failed"] == 1)
+                            and s["signals"]["113"]["failed"] == 1
+                            and sum(x["failed"] for x in s["spoolers"]) == 2)
     assert sum(s["failed"] for s in stats["spoolers"]) == 2
     wait_for(lambda: "ValueError: spooler handler boom 112" in inst.log, 5,
              message=lambda: inst.log)
