@@ -7,7 +7,6 @@ reaped by the test that made it.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import shutil
 import socket
@@ -55,25 +54,8 @@ def table(shared: Shared) -> SignalTable:
 # -- forks ---------------------------------------------------------------------------------
 
 def fork_call(func: Callable[[], object]) -> int:
-    """Run `func` in a forked child; its exit status (0 if it returned, 1 if it raised).
-
-    A child never returns into pytest: it always leaves through os._exit.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            func()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    """Run `func` in a forked child; its exit status (0 if it returned, 1 if it raised)."""
+    _, status = os.waitpid(start_child(func), 0)
     return os.waitstatus_to_exitcode(status)
 
 
@@ -90,7 +72,9 @@ def start_child(func: Callable[[], object]) -> int:
         except BaseException:
             traceback.print_exc()
         finally:
-            os._exit(code)
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os._exit(code)     # a child never returns into pytest
     return pid
 
 
@@ -98,10 +82,8 @@ def start_child(func: Callable[[], object]) -> int:
 
 def make_outbox(name: str, master_end: socket.socket, child_end: socket.socket,
                 limit: int) -> Outbox:
-    """An Outbox over a socketpair (newer Outboxes also watch the child's end)."""
-    if "peer" in inspect.signature(Outbox.__init__).parameters:
-        return Outbox(name, master_end, child_end, limit)
-    return Outbox(name, master_end, limit)  # type: ignore[call-arg]
+    """An Outbox over a socketpair (it watches the child's end for unread bytes)."""
+    return Outbox(name, master_end, child_end, limit)
 
 
 class Boxes:
