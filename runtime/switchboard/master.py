@@ -93,7 +93,8 @@ class Master:
         self.table = SignalTable(self.shared)
         self.channels = Channels.create(topo)
         flags = self.shared.pressure
-        boxes = {slot: Outbox(topo.describe(slot), *ends, config.signal_queue, flags, slot)
+        boxes = {slot: Outbox(topo.describe(slot), *ends, config.signal_queue, flags, slot,
+                              self.shared.sent, self.shared.procs[slot])
                  for slot, ends in self.channels.private.items()}
         # group pressure flags follow the slots' ones (see Shared)
         self.flag_of = {g: topo.slots + i for i, g in enumerate(self.channels.groups)}
@@ -294,9 +295,13 @@ class Master:
     def _on_exit(self, slot: int, pid: int, status: int) -> None:
         child = self.children.pop(slot)
         rec = self.shared.procs[slot]
+        self.router.requeue(slot)
         name, how = self.topology.describe(slot), _how(status)
         booted = rec.status != STARTING
-        for num in rec.running[:min(rec.depth, MAX_NESTED)]:   # outermost first
+        for level in range(min(rec.depth, MAX_NESTED)):       # outermost first
+            num = rec.running[level]
+            if level == rec.depth - 1 and rec.handled[num] + rec.failed[num] != rec.marks[level]:
+                continue        # it had finished, and was counted, when the child died
             self.router.drop(num, child.kill_reason or "died")
             log.error("signal %d: its handler did not finish: %s (pid %d) %s",
                       num, name, pid, how)

@@ -32,6 +32,7 @@ from switchboard.router import ANY, Outbox, Router
 log = logging.getLogger("switchboard.master")
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+CHUNK = 262144          # bytes read from a child's channel per system call, at most
 
 
 class Link:
@@ -52,6 +53,9 @@ class Relay:
         self.router, self._on_ready, self._on_message = router, on_ready, on_message
         self.links = [Link(slot, box) for slot, box in router.boxes.items()]
         self._group_masks: dict[str, int] = {}
+        # One buffer for every read: a fresh 256 KiB object per recv() costs an mmap and
+        # an munmap (malloc's threshold is 128 KiB), the slowest part of a lone signal.
+        self._chunk = memoryview(bytearray(CHUNK))
 
     def start(self, selector: selectors.BaseSelector, drained_fd: int) -> None:
         """Watch the channels (in the master, after boot)."""
@@ -78,11 +82,12 @@ class Relay:
     def _on_link(self, link: Link, mask: int) -> None:
         if mask & READ and not link.blocked:
             try:
-                data = link.sock.recv(262144)
+                size = link.sock.recv_into(self._chunk)
             except BlockingIOError:
                 return
-            link.inbox += data
+            link.inbox += self._chunk[:size]
             self._process(link)
+            self._flush()     # now, not at the end of the pass: this is the latency
 
     def _process(self, link: Link) -> None:
         """Act on every whole record in the link's inbox, pausing at a full queue."""
@@ -129,6 +134,8 @@ class Relay:
             box = link.outbox
             if box.buf and not box.cheap:       # a cheaped worker's signals wait here
                 box.flush()
+            if link.mask == READ and not link.blocked and not box.buf:
+                continue                        # the usual case: nothing to change
             mask = (0 if link.blocked else READ) | (WRITE if box.buf and not box.cheap else 0)
             if mask != link.mask:
                 self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
@@ -178,12 +185,14 @@ def _drain(sock: object) -> bytes:
     chunks = []
     while True:
         try:
-            data = sock.recv(262144)  # type: ignore[attr-defined]
+            data = sock.recv(CHUNK)  # type: ignore[attr-defined]
         except (BlockingIOError, OSError):
             break
         if not data:
             break
         chunks.append(data)
     return b"".join(chunks)
+
+
 def _nothing(mask: int) -> None:
     """The shared worker channel needs no callback: every pass flushes it."""

@@ -16,7 +16,7 @@ import termios
 from collections import Counter, deque
 from typing import Any
 
-from switchboard.shared import SIGNALS
+from switchboard.shared import OWN_RING, SIGNALS, ProcRecord
 from switchboard.table import Entry, HandlerKind, SignalTable
 from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
@@ -35,14 +35,17 @@ class Outbox:
     """
 
     __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
-                 "cheap", "wanted", "flushed")
+                 "sent_flags", "record", "cheap", "wanted", "flushed")
 
     def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
-                 flags: Any = None, index: int = 0) -> None:
+                 flags: Any = None, index: int = 0, sent_flags: Any = None,
+                 record: ProcRecord | None = None) -> None:
         self.name, self.sock, self.peer, self.limit = name, sock, peer, limit
         self.buf = bytearray()
         self.in_kernel = 0
         self.flags, self.index = flags, index    # the shared pressure flag, if any
+        self.sent_flags = sent_flags             # a private channel's "sent" flag, if any
+        self.record = record     # a private channel's reader, which reads in batches
         self.cheap = False       # its worker is cheaped: hold signals here, unflushed
         self.wanted = False      # ... and something addressed to it alone is waiting
         self.flushed = 0         # bytes ever written to the channel
@@ -62,7 +65,11 @@ class Outbox:
         return len(self.buf) + self.in_kernel >= self.limit
 
     def unread(self) -> int:
-        """Bytes in the channel that no child has read yet."""
+        """Bytes in the channel that no child has started yet.  A private channel's child
+        reads in batches into the ring of its record, so there this is what it has not
+        started; a shared channel is read one byte per signal, and the kernel knows."""
+        if self.record is not None:
+            return self.flushed - self.record.own_started
         count = array.array("i", [0])
         fcntl.ioctl(self.peer.fileno(), termios.FIONREAD, count)
         return count[0]
@@ -76,9 +83,12 @@ class Outbox:
         del self.buf[:sent]
         self.in_kernel += sent
         self.flushed += sent
+        if self.sent_flags is not None:
+            self.sent_flags[self.index] = 1
 
     def take_back(self) -> bytes:
-        """Read back what no child has read from the channel (its reader is gone)."""
+        """Take back what no child started (its reader is gone), oldest first: what its
+        reader had read into its ring, then what is still in the channel."""
         chunks = []
         while True:
             try:
@@ -91,7 +101,20 @@ class Outbox:
         taken = b"".join(chunks)
         self.in_kernel = 0
         self.flushed -= len(taken)      # they will be written again
-        return taken
+        return self._staged() + taken
+
+    def _staged(self) -> bytes:
+        """What the dead reader of a private channel had read and not started."""
+        rec = self.record
+        if rec is None:
+            return b""
+        start, count = rec.own_started, self.flushed - rec.own_started
+        if not 0 <= count <= OWN_RING:
+            log.error("%s: its ring says %d signals were read and not started; "
+                      "taking back none of them", self.name, count)
+            count = 0
+        self.flushed = start            # the stream goes on from the last one started
+        return bytes(rec.own_ring[(start + i) % OWN_RING] for i in range(count))
 
     def consumed(self) -> int:
         """Bytes children have read from the channel, ever: a tick queued at position P
@@ -216,12 +239,17 @@ class Router:
         box = self.boxes[slot]
         box.cheap, box.wanted = cheap, False
         if cheap:
-            left = box.take_back()
-            box.buf[:0] = left
+            self.requeue(slot)
             box.wanted = any(self._routes[n] not in (None, self.workers, self.active_workers)
                              for n in box.buf)
         self.active_workers[:] = [b for b in self.workers if not b.cheap]
         self.any_cheap = any(b.cheap for b in self.workers)
+
+    def requeue(self, slot: int) -> None:
+        """The child of `slot` is gone: what it had not started goes back to the front of
+        its outbox, in order, for its replacement."""
+        box = self.boxes[slot]
+        box.buf[:0] = box.take_back()
 
     def _refresh(self) -> None:
         self._seen_gen = self.table.generation

@@ -19,6 +19,7 @@ SIGNALS = 256
 REF_MAX = 496
 USER_LOCKS = 64
 MAX_NESTED = 16         # handlers in progress one process tracks (nested by signal_wait)
+OWN_RING = 64           # signals a child reads from its own channel in one system call
 
 # Process status, as the master and the stats read it.
 DOWN, STARTING, IDLE, BUSY, WAITING, CHEAP = range(6)
@@ -50,6 +51,9 @@ class ProcRecord(ctypes.Structure):
         ("signum", ctypes.c_int16),        # signal whose handler runs now, -1 if none
         ("depth", ctypes.c_uint8),         # handlers in progress (nested by signal_wait)
         ("running", ctypes.c_int16 * MAX_NESTED),  # their signals, outermost first
+        # handled + failed of each running signal's number when it started: if a child
+        # dies with that sum moved, its innermost run had finished (and was counted)
+        ("marks", ctypes.c_uint64 * MAX_NESTED),
         ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
         ("last_received", ctypes.c_int16),
         ("last_active", ctypes.c_double),  # CLOCK_MONOTONIC when it last finished work
@@ -57,6 +61,11 @@ class ProcRecord(ctypes.Structure):
         ("jobs_done", ctypes.c_uint64),    # spool jobs: removed after SPOOL_OK
         ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
         ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)
+        # Its own channel, read in batches into the ring: the byte at stream position P
+        # sits at own_ring[P % OWN_RING]; positions below own_started have been started.
+        # The master puts back what was read and not started when the child dies.
+        ("own_started", ctypes.c_uint64),
+        ("own_ring", ctypes.c_uint8 * OWN_RING),
         ("handled", ctypes.c_uint64 * SIGNALS),
         ("failed", ctypes.c_uint64 * SIGNALS),
         ("no_handler", ctypes.c_uint64 * SIGNALS),
@@ -70,7 +79,7 @@ class Shared:
         self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
         channels = slots + groups
         size = (ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord)
-                + channels)
+                + channels + slots)
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
@@ -81,6 +90,10 @@ class Shared:
         # when it refuses a signal because the channel is full; the child that next
         # reads from the channel clears it and wakes the master (see channels.py).
         self.pressure = (ctypes.c_uint8 * channels).from_buffer(self.map, base + slots * step)
+        # One flag per private channel: the master sets it after writing to the channel,
+        # so a child busy on a shared channel knows, without a system call, that its own
+        # channel has something (its own signals come first).
+        self.sent = memoryview(self.map)[base + slots * step + channels:][:slots]
         for rec in self.procs:
             rec.signum = rec.last_received = -1
         self._thread_lock = threading.Lock()

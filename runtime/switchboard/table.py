@@ -6,11 +6,12 @@ generation; readers keep caches keyed by generation, so the hot path reads one i
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 from dataclasses import dataclass
 
-from switchboard.shared import REF_MAX, SIGNALS, Shared
+from switchboard.shared import REF_MAX, SIGNALS, EntryRecord, Shared, TableRecord
 from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class SignalTable:
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
         self._rec = shared.table
+        # The entries' generations as plain words: the hot path reads one per signal.
+        self._words = memoryview(shared.map)[:ctypes.sizeof(TableRecord)].cast("Q")
+        self._gen_first = (TableRecord.entries.offset + EntryRecord.gen.offset) // 8
+        self._gen_step = ctypes.sizeof(EntryRecord) // 8
         self.reserved: set[int] = set()   # numbers free_number() must not hand out
 
     @property
@@ -52,7 +57,7 @@ class SignalTable:
         return int(self._rec.gen)
 
     def entry_generation(self, num: int) -> int:
-        return int(self._rec.entries[num].gen)
+        return self._words[self._gen_first + num * self._gen_step]
 
     def register(self, num: int, target: Target, kind: HandlerKind, ref: str,
                  owner: int) -> Entry:

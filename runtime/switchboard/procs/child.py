@@ -1,9 +1,10 @@
 """A child's life after the fork: reset, boot, then read and run signals until told to stop.
 
 One loop serves both the idle child and `signal_wait()`: the wait is the same loop with a
-condition to return.  Signals are read one byte per read, so a signal this process has
-not started yet stays in the channel, where its replacement (or another idle member of
-its group) finds it if this process dies.
+condition to return.  A group's shared channel is read one byte per read, so a signal
+this process has not started stays there for another idle member.  Its own channel is
+read in batches into a ring in shared memory, so if it dies the master takes back what
+it had not started, in order, for its replacement.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from switchboard.channels import (
 )
 from switchboard.context import Context
 from switchboard.errors import HandlerError
-from switchboard.shared import BUSY, IDLE, MAX_NESTED, WAITING, ProcRecord
+from switchboard.shared import BUSY, IDLE, MAX_NESTED, OWN_RING, WAITING, ProcRecord
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
 
@@ -50,6 +51,7 @@ _FOREIGN = "foreign"    # registered as a callable that lives in another process
 _LOST = "lost"          # registered, but this process cannot produce the callable
 
 _Resolved = Callable[[int], Any] | str | None
+_RAISE_RECORDS = [record(RAISE, num) for num in range(256)]
 
 
 class Background(Protocol):
@@ -79,11 +81,18 @@ class Child(Context):
               drained_fd: int, signal_timeout: float) -> None:
         self.sock, self.signal_timeout = sock, signal_timeout
         self.record = self.shared.procs[self.slot]
-        # (fd, index of its pressure flag): our own channel first, then the groups'
-        self._channels = [(sock.fileno(), self.slot)] + [(g.fileno(), i) for g, i in groups]
-        self._fds = [fd for fd, _ in self._channels]
+        self._own = sock.fileno()
+        self._ring = memoryview(self.record.own_ring).cast("B")
+        self._own_read = self.record.own_started    # ring positions read so far
+        self._groups = [(g.fileno(), i) for g, i in groups]   # (fd, its pressure flag)
+        self._fds = [self._own] + [fd for fd, _ in self._groups]
+        # Worth a read (see _read_now): our own channel first, then each group's.
+        self._readable = [True] * len(self._fds)
         self._drained_fd = drained_fd
         self._pressure = self.shared.pressure
+        self._sent = self.shared.sent
+        self._handled, self._failed = self.record.handled, self.record.failed
+        self._running, self._marks = self.record.running, self.record.marks
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._waits: list[int] = []
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -183,6 +192,8 @@ class Child(Context):
                     self._drain_wakeups()
                 elif background is not None and fd in background.fds:
                     background.woken(fd)
+                else:
+                    self._readable[self._fds.index(fd)] = True
 
     def _wake_master(self, flag: int) -> None:
         """The master refused signals for this channel; there is room now."""
@@ -203,29 +214,33 @@ class Child(Context):
         saved, depth = rec.signum, rec.depth
         rec.signum = num       # from here on, the master counts it if this process dies
         if depth < MAX_NESTED:
-            rec.running[depth] = num
+            self._running[depth] = num
+            self._marks[depth] = self._handled[num] + self._failed[num]
         rec.depth = depth + 1
+        self.last_received = rec.last_received = num
         try:
-            return self._run_received(num, want)
+            _, handler, ref = self._handler(num)
+            if callable(handler):
+                self._call(num, handler, ref)
+                return want in (ANY, num)
+            return self._cannot_run(num, want, handler, ref)
         finally:
+            if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
+                outer = self._running[depth - 1]
+                self._marks[depth - 1] = self._handled[outer] + self._failed[outer]
             rec.signum, rec.depth = saved, depth
 
-    def _run_received(self, num: int, want: int) -> bool:
-        self.last_received = self.record.last_received = num
-        handler, ref = self._handler(num)
+    def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
+        """No callable for `num` here: it ends a wait, goes back to the master, or drops."""
         satisfies = want in (ANY, num)
+        if handler is _UNREGISTERED and satisfies:
+            return True
         if handler is _UNREGISTERED or handler is _FOREIGN:
-            if satisfies and handler is _UNREGISTERED:
-                return True
             self._send(record(REROUTE, num))     # the master routes it again
             return False
-        if handler is _LOST:
-            self.record.no_handler[num] += 1
-            log.error("signal %d: dropped (no-handler): %s cannot run %s here",
-                      num, self._name(), ref)
-        else:
-            assert callable(handler)
-            self._call(num, handler, ref)
+        self.record.no_handler[num] += 1
+        log.error("signal %d: dropped (no-handler): %s cannot run %s here",
+                  num, self._name(), ref)
         return satisfies
 
     def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
@@ -235,31 +250,32 @@ class Child(Context):
         try:
             handler(num)
         except HandlerError as exc:
-            rec.failed[num] += 1
+            self._failed[num] += 1
             log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), exc)
         except Exception:
-            rec.failed[num] += 1
+            self._failed[num] += 1
             log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
         else:
-            rec.handled[num] += 1
+            self._handled[num] += 1
         finally:
             # set_user_harakiri() lasts for this handler only, as uWSGI's per request
             rec.status, rec.started, rec.user_harakiri = saved
             rec.last_active = time.monotonic()
 
-    def _handler(self, num: int) -> tuple[_Resolved, str]:
-        gen = self.table.entry_generation(num)
+    def _handler(self, num: int) -> tuple[int, _Resolved, str]:
+        """(generation, what to run, its reference), cached until the entry changes."""
         cached = self._cache.get(num)
-        if cached is not None and cached[0] == gen:
-            return cached[1], cached[2]
+        if cached is not None and cached[0] == self.table.entry_generation(num):
+            return cached
+        gen = self.table.entry_generation(num)    # before get(): a change after it shows
         entry = self.table.get(num)
-        resolved: _Resolved = _UNREGISTERED
-        ref = ""
-        if entry is not None:
-            gen, ref = entry.gen, entry.ref
-            resolved = self._resolve(entry.kind, entry.owner, num, gen, ref)
-        self._cache[num] = (gen, resolved, ref)
-        return resolved, ref
+        if entry is None:
+            cached = (gen, _UNREGISTERED, "")
+        else:
+            cached = (entry.gen, self._resolve(entry.kind, entry.owner, num, entry.gen,
+                                               entry.ref), entry.ref)
+        self._cache[num] = cached
+        return cached
 
     def _resolve(self, kind: HandlerKind, owner: int, num: int, gen: int,
                  ref: str) -> _Resolved:
@@ -277,7 +293,7 @@ class Child(Context):
     # -- what the API calls -----------------------------------------------------------
 
     def raise_signal(self, num: int) -> None:
-        self._send(record(RAISE, num), num)
+        self._send(_RAISE_RECORDS[num], num)
 
     def send_message(self, payload: dict[str, Any]) -> None:
         """Tell the master something bigger than a signal (a new timer, ...)."""
@@ -310,6 +326,7 @@ class Child(Context):
         want = ANY if num is None else num
 
         def readable() -> None:
+            self._readable[:] = [True] * len(self._fds)
             while not done.done():
                 received = self._read_now()
                 if received is None:
@@ -339,19 +356,62 @@ class Child(Context):
             self._send_wait(self._waits[-1] if self._waits else None)
 
     def _read_now(self) -> int | None:
-        """A signal if one is there now (our own channel first), without blocking."""
-        for fd, flag in self._channels:
+        """A signal if one is there now (our own channel first), without blocking.
+
+        A read that finds nothing is a system call wasted on the hot path, so a channel
+        is read only while it is worth it: after poll() found it readable, for as long
+        as reads return bytes, and (our own channel) when the master flagged a write."""
+        rec, readable = self.record, self._readable
+        if self._own_read == rec.own_started:     # the ring is empty
+            sent, slot = self._sent, self.slot
+            if sent[slot]:
+                sent[slot] = 0      # before the read: a write after it raises it again
+                readable[0] = True
+            if readable[0]:
+                self._fill_ring()
+        if self._own_read != rec.own_started:
+            return self._take_from_ring()
+        for i, (fd, flag) in enumerate(self._groups, 1):
+            if not readable[i]:
+                continue
             try:
-                data = os.read(fd, 1)
+                data = os.read(fd, 1)     # one byte: the group's other members share it
             except BlockingIOError:
+                readable[i] = False
                 continue
             if not data:
-                log.warning("%s: the master is gone; exiting", self._name())
-                raise SystemExit(1)
+                self._master_gone()
             if self._pressure[flag]:
                 self._wake_master(flag)
             return data[0]
         return None
+
+    def _fill_ring(self) -> None:
+        """Read our own channel into the ring, in shared memory: only we read this
+        channel, so one read serves many signals, and if we die the master takes back
+        what we had not started (Outbox.take_back)."""
+        ring, at = self._ring, self._own_read % OWN_RING
+        try:
+            count = os.readv(self._own, [ring[at:], ring[:at]])
+        except BlockingIOError:
+            self._readable[0] = False
+            return
+        if not count:
+            self._master_gone()
+        self._own_read += count
+
+    def _take_from_ring(self) -> int:
+        rec = self.record
+        position = rec.own_started
+        num = self._ring[position % OWN_RING]
+        rec.own_started = position + 1
+        if self._pressure[self.slot]:
+            self._wake_master(self.slot)
+        return num
+
+    def _master_gone(self) -> None:
+        log.warning("%s: the master is gone; exiting", self._name())
+        raise SystemExit(1)
 
     def set_user_harakiri(self, seconds: float) -> None:
         self.record.user_harakiri = time.monotonic() + seconds if seconds else 0.0
@@ -366,8 +426,16 @@ class Child(Context):
 
     def _send(self, data: bytes, num: int | None = None) -> None:
         """Write a record to the master, waiting up to signal-timeout while it is full."""
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):                # the usual case is one system call, done
+            self._send_rest(data, sent, num)
+
+    def _send_rest(self, data: bytes, sent: int, num: int | None) -> None:
         deadline = time.monotonic() + self.signal_timeout
-        view = memoryview(data)
+        view = memoryview(data)[sent:]
         while view:
             try:
                 view = view[self.sock.send(view):]
