@@ -22,6 +22,7 @@ from typing import Any
 import setproctitle
 
 from switchboard import api, control, decorators, loader, stats
+from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.config import Config
@@ -128,6 +129,8 @@ class Master:
         for sig in BLOCKED_IN_FORK:
             unix.signal(sig, _wake_only)
         self.selector.register(self.wake_fds[0], READ, self._on_wakeup)
+        self.alarm = Alarm()        # timers fire on time, not at the next whole ms
+        self.selector.register(self.alarm.fd, READ, lambda mask: self.alarm.clear())
         self.relay.start(self.selector, self.channels.wake[0])
         path = self.config.control and self.config.relative(self.config.control)
         self.control = control.ControlServer(path or control.default_path(self.config.path),
@@ -159,14 +162,18 @@ class Master:
         return self.exit_code
 
     def _timeout(self) -> float:
-        """Until the next thing due: a tick, a respawn, a cheaper decision, housekeeping."""
+        """Until the next thing due: a tick, a respawn, a cheaper decision, housekeeping.
+        The alarm rings at it; the selector's own timeout is whole milliseconds."""
         wakes = list(self.due.values())
         for wake in (self.cheaper.wake_at(), self.registry.schedule.wake_at()):
             if wake is not None:
                 wakes.append(wake)
         if not wakes:
+            self.alarm.set(None)
             return _TICK
-        return min(_TICK, max(0.0, min(wakes) - time.monotonic()))
+        wake = min(wakes)
+        self.alarm.set(wake)
+        return min(_TICK, max(0.0, wake - time.monotonic()))
 
     def _pass(self) -> None:
         self.registry.fire()

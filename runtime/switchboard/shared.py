@@ -72,6 +72,27 @@ class ProcRecord(ctypes.Structure):
     ]
 
 
+class RecordView:
+    """One ProcRecord as typed arrays, for the per-signal path: an item of a memoryview
+    costs about half a ctypes field.  Index with the constants below (each field's offset
+    over its item size; every field is aligned to its size)."""
+
+    def __init__(self, shared: Shared, slot: int) -> None:
+        start = ctypes.addressof(shared.procs[slot]) - ctypes.addressof(shared.table)
+        raw = memoryview(shared.map)[start:start + ctypes.sizeof(ProcRecord)]
+        self.u8, self.i16 = raw.cast("B"), raw.cast("h")
+        self.u64, self.f64 = raw.cast("Q"), raw.cast("d")
+
+
+STATUS, DEPTH = ProcRecord.status.offset, ProcRecord.depth.offset               # u8
+SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
+                                  for f in ("signum", "running", "last_received"))
+MARKS, OWN_STARTED, HANDLED, FAILED = (getattr(ProcRecord, f).offset // 8       # u64
+                                       for f in ("marks", "own_started", "handled", "failed"))
+STARTED, LAST_ACTIVE, USER_HARAKIRI = (getattr(ProcRecord, f).offset // 8       # f64
+                                       for f in ("started", "last_active", "user_harakiri"))
+
+
 class Shared:
     """The shared mapping: `table` and `procs[slot]`, plus the locks that guard them."""
 

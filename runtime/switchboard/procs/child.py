@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from switchboard import api, hosts
+from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
     READY,
@@ -36,7 +37,27 @@ from switchboard.channels import (
 )
 from switchboard.context import Context
 from switchboard.errors import HandlerError
-from switchboard.shared import BUSY, IDLE, MAX_NESTED, OWN_RING, WAITING, ProcRecord
+from switchboard.shared import (
+    BUSY,
+    DEPTH,
+    FAILED,
+    HANDLED,
+    IDLE,
+    LAST_ACTIVE,
+    LAST_RECEIVED,
+    MARKS,
+    MAX_NESTED,
+    OWN_RING,
+    OWN_STARTED,
+    RUNNING,
+    SIGNUM,
+    STARTED,
+    STATUS,
+    USER_HARAKIRI,
+    WAITING,
+    ProcRecord,
+    RecordView,
+)
 from switchboard.table import HandlerKind
 from switchboard.targets import MASTER_SLOT
 
@@ -91,15 +112,16 @@ class Child(Context):
         self._drained_fd = drained_fd
         self._pressure = self.shared.pressure
         self._sent = self.shared.sent
-        self._handled, self._failed = self.record.handled, self.record.failed
-        self._running, self._marks = self.record.running, self.record.marks
+        view = RecordView(self.shared, self.slot)     # self.record's fields, faster
+        self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._waits: list[int] = []
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
+        self._alarm = Alarm()       # deadlines to the microsecond (poll() takes whole ms)
         self._poll = select.poll()
-        for fd in self._fds + [self._wake_r]:
+        for fd in self._fds + [self._wake_r, self._alarm.fd]:
             self._poll.register(fd, select.POLLIN)
         if self.background is not None:
             for fd in self.background.fds:
@@ -186,10 +208,14 @@ class Child(Context):
             if due is not None and due <= now:
                 return _BACKGROUND
             wakes = [t for t in (deadline, due) if t is not None]
-            timeout = max(0.0, min(wakes) - now) * 1000 if wakes else None
+            wake = min(wakes) if wakes else None
+            self._alarm.set(wake)
+            timeout = max(0.0, wake - now) * 1000 if wake is not None else None
             for fd, _ in self._poll.poll(timeout):
                 if fd == self._wake_r:
                     self._drain_wakeups()
+                elif fd == self._alarm.fd:
+                    self._alarm.clear()
                 elif background is not None and fd in background.fds:
                     background.woken(fd)
                 else:
@@ -210,14 +236,14 @@ class Child(Context):
 
     def _dispatch(self, num: int, want: int) -> bool:
         """Run `num`'s handler here if it can run here; True if it ends the wait."""
-        rec = self.record
-        saved, depth = rec.signum, rec.depth
-        rec.signum = num       # from here on, the master counts it if this process dies
+        u8, i16, u64 = self._u8, self._i16, self._u64
+        saved, depth = i16[SIGNUM], u8[DEPTH]
+        i16[SIGNUM] = num      # from here on, the master counts it if this process dies
         if depth < MAX_NESTED:
-            self._running[depth] = num
-            self._marks[depth] = self._handled[num] + self._failed[num]
-        rec.depth = depth + 1
-        self.last_received = rec.last_received = num
+            i16[RUNNING + depth] = num
+            u64[MARKS + depth] = u64[HANDLED + num] + u64[FAILED + num]
+        u8[DEPTH] = depth + 1
+        self.last_received = i16[LAST_RECEIVED] = num
         try:
             _, handler, ref = self._handler(num)
             if callable(handler):
@@ -226,9 +252,9 @@ class Child(Context):
             return self._cannot_run(num, want, handler, ref)
         finally:
             if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
-                outer = self._running[depth - 1]
-                self._marks[depth - 1] = self._handled[outer] + self._failed[outer]
-            rec.signum, rec.depth = saved, depth
+                outer = i16[RUNNING + depth - 1]
+                u64[MARKS + depth - 1] = u64[HANDLED + outer] + u64[FAILED + outer]
+            i16[SIGNUM], u8[DEPTH] = saved, depth
 
     def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
         """No callable for `num` here: it ends a wait, goes back to the master, or drops."""
@@ -244,23 +270,23 @@ class Child(Context):
         return satisfies
 
     def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
-        rec = self.record
-        saved = rec.status, rec.started, rec.user_harakiri
-        rec.status, rec.started = BUSY, time.monotonic()
+        u8, u64, f64 = self._u8, self._u64, self._f64
+        saved = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
+        u8[STATUS], f64[STARTED] = BUSY, time.monotonic()
         try:
             handler(num)
         except HandlerError as exc:
-            self._failed[num] += 1
+            u64[FAILED + num] += 1
             log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), exc)
         except Exception:
-            self._failed[num] += 1
+            u64[FAILED + num] += 1
             log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
         else:
-            self._handled[num] += 1
+            u64[HANDLED + num] += 1
         finally:
             # set_user_harakiri() lasts for this handler only, as uWSGI's per request
-            rec.status, rec.started, rec.user_harakiri = saved
-            rec.last_active = time.monotonic()
+            u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = saved
+            f64[LAST_ACTIVE] = time.monotonic()
 
     def _handler(self, num: int) -> tuple[int, _Resolved, str]:
         """(generation, what to run, its reference), cached until the entry changes."""
@@ -361,15 +387,15 @@ class Child(Context):
         A read that finds nothing is a system call wasted on the hot path, so a channel
         is read only while it is worth it: after poll() found it readable, for as long
         as reads return bytes, and (our own channel) when the master flagged a write."""
-        rec, readable = self.record, self._readable
-        if self._own_read == rec.own_started:     # the ring is empty
+        u64, readable = self._u64, self._readable
+        if self._own_read == u64[OWN_STARTED]:    # the ring is empty
             sent, slot = self._sent, self.slot
             if sent[slot]:
                 sent[slot] = 0      # before the read: a write after it raises it again
                 readable[0] = True
             if readable[0]:
                 self._fill_ring()
-        if self._own_read != rec.own_started:
+        if self._own_read != u64[OWN_STARTED]:
             return self._take_from_ring()
         for i, (fd, flag) in enumerate(self._groups, 1):
             if not readable[i]:
@@ -401,10 +427,9 @@ class Child(Context):
         self._own_read += count
 
     def _take_from_ring(self) -> int:
-        rec = self.record
-        position = rec.own_started
+        position = self._u64[OWN_STARTED]
         num = self._ring[position % OWN_RING]
-        rec.own_started = position + 1
+        self._u64[OWN_STARTED] = position + 1
         if self._pressure[self.slot]:
             self._wake_master(self.slot)
         return num

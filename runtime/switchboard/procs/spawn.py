@@ -56,9 +56,10 @@ def run_child(master: Master, slot: int, role: Role, ident: int,
 
 
 def _close_masters(master: Master, slot: int, role: Role) -> None:
-    """Close the master's descriptors: its selector, wake pipes, control socket, and
-    every channel end that is not this child's."""
+    """Close the master's descriptors: its selector, alarm, wake pipes, control socket,
+    and every channel end that is not this child's."""
     master.selector.close()
+    master.alarm.close()
     for fd in master.wake_fds:
         os.close(fd)
     control.close_inherited(master.control)
