@@ -3,7 +3,7 @@
 A monitor watches a file or a directory (a tree with `recursive`).  A path that does not
 exist yet is watched from its nearest existing ancestor until it appears (uWSGI #279);
 a watched path that is deleted goes back to that state.  Bursts coalesce: the first
-change raises the signal 1 ms later (so the events one write or touch makes count once);
+change raises the signal 0.3 ms later (so the events one write or touch makes count once);
 further changes in the 50 ms after that raise it once more when the window closes, so the
 handler always sees the final state (and the master merges that second tick into the
 first while the first is still queued).
@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 log = logging.getLogger("switchboard.filemon")
 
 WINDOW = 0.05          # a burst: changes this close to the last raise make one more
-SETTLE = 0.001         # the first raise waits this long, to take the syscall's other events
+SETTLE = 0.0003        # the first raise waits this long, to take the syscall's other events
 _CHANGES = {events.EVENT_TYPE_CREATED, events.EVENT_TYPE_DELETED, events.EVENT_TYPE_MODIFIED,
             events.EVENT_TYPE_MOVED, events.EVENT_TYPE_CLOSED, events.EVENT_TYPE_ATTRIB}
 
