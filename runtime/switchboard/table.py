@@ -47,6 +47,7 @@ class SignalTable:
         self._rec = shared.table
         # The entries' generations as plain words: the hot path reads one per signal.
         self._words = memoryview(shared.map)[:ctypes.sizeof(TableRecord)].cast("Q")
+        self._table_gen = TableRecord.gen.offset // 8
         self._gen_first = (TableRecord.entries.offset + EntryRecord.gen.offset) // 8
         self._gen_step = ctypes.sizeof(EntryRecord) // 8
         self.reserved: set[int] = set()   # numbers free_number() must not hand out
@@ -54,7 +55,7 @@ class SignalTable:
     @property
     def generation(self) -> int:
         """Changes whenever any entry changes."""
-        return int(self._rec.gen)
+        return self._words[self._table_gen]
 
     def entry_generation(self, num: int) -> int:
         return self._words[self._gen_first + num * self._gen_step]

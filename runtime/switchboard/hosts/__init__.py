@@ -24,3 +24,15 @@ def resolve(ref: str) -> Handler:
         return lua.resolve(ref, rest)
     raise ValueError(f"handler reference '{ref}': unknown language '{lang}' "
                      "(expected python or lua)")
+
+
+def fastest(handler: Handler) -> Handler:
+    """The cheapest callable that runs `handler` (a Lua function without a budget is
+    called straight through lupa); its Lua errors are read with error_text()."""
+    return handler.fastest() if isinstance(handler, lua.LuaHandler) else handler
+
+
+def error_text(exc: BaseException) -> str | None:
+    """A handler error's message as the user should read it, if it has its own
+    (a Lua error's file:line and traceback); None for a Python exception."""
+    return lua.error_text(exc)

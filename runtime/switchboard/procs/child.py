@@ -66,7 +66,8 @@ log = logging.getLogger("switchboard.child")
 BOOT_ERROR = 3          # exit status: the child could not boot; the master stops
 ANY = -1                # a wait for any signal
 NEVER = -2              # the top-level loop: no signal ends it
-_BACKGROUND = -3        # from _next(): background work is due
+_BACKGROUND = -3        # from _wait(): background work is due
+_AGAIN = -4             # ... or a channel may have something: read again
 _UNREGISTERED = None
 _FOREIGN = "foreign"    # registered as a callable that lives in another process
 _LOST = "lost"          # registered, but this process cannot produce the callable
@@ -175,11 +176,15 @@ class Child(Context):
     def _serve(self, want: int, deadline: float | None) -> int | None:
         """Run signals until one satisfies `want`; None when `deadline` passes."""
         while True:
-            num = self._next(deadline)
+            if self.stopping:
+                raise SystemExit(0)
+            num = self._read_now()          # own channel first
             if num is None:
-                return None
-            if num == _BACKGROUND:
-                self._run_background()
+                waited = self._wait(deadline)
+                if waited is None:
+                    return None
+                if waited == _BACKGROUND:
+                    self._run_background()
             elif self._dispatch(num, want):
                 return num
 
@@ -191,35 +196,30 @@ class Child(Context):
         finally:
             self._in_background = False
 
-    def _next(self, deadline: float | None) -> int | None:
-        """The next signal for this process, its own channel first; _BACKGROUND when
-        background work (spool jobs) is due; None when `deadline` passes."""
+    def _wait(self, deadline: float | None) -> int | None:
+        """Nothing to read: wait until a channel may have something (_AGAIN), background
+        work (spool jobs, file events) is due (_BACKGROUND), or `deadline` passes (None)."""
         background = None if self._in_background else self.background
-        while True:
-            if self.stopping:
-                raise SystemExit(0)
-            received = self._read_now()
-            if received is not None:
-                return received
-            now = time.monotonic()
-            if deadline is not None and deadline <= now:
-                return None
-            due = background.deadline() if background is not None else None
-            if due is not None and due <= now:
-                return _BACKGROUND
-            wakes = [t for t in (deadline, due) if t is not None]
-            wake = min(wakes) if wakes else None
-            self._alarm.set(wake)
-            timeout = max(0.0, wake - now) * 1000 if wake is not None else None
-            for fd, _ in self._poll.poll(timeout):
-                if fd == self._wake_r:
-                    self._drain_wakeups()
-                elif fd == self._alarm.fd:
-                    self._alarm.clear()
-                elif background is not None and fd in background.fds:
-                    background.woken(fd)
-                else:
-                    self._readable[self._fds.index(fd)] = True
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            return None
+        due = background.deadline() if background is not None else None
+        if due is not None and due <= now:
+            return _BACKGROUND
+        wakes = [t for t in (deadline, due) if t is not None]
+        wake = min(wakes) if wakes else None
+        self._alarm.set(wake)
+        timeout = max(0.0, wake - now) * 1000 if wake is not None else None
+        for fd, _ in self._poll.poll(timeout):
+            if fd == self._wake_r:
+                self._drain_wakeups()
+            elif fd == self._alarm.fd:
+                self._alarm.clear()
+            elif background is not None and fd in background.fds:
+                background.woken(fd)
+            else:
+                self._readable[self._fds.index(fd)] = True
+        return _AGAIN
 
     def _wake_master(self, flag: int) -> None:
         """The master refused signals for this channel; there is room now."""
@@ -278,9 +278,14 @@ class Child(Context):
         except HandlerError as exc:
             u64[FAILED + num] += 1
             log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), exc)
-        except Exception:
+        except Exception as exc:
             u64[FAILED + num] += 1
-            log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
+            text = hosts.error_text(exc)
+            if text is None:
+                log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
+            else:
+                log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(),
+                          text)
         else:
             u64[HANDLED + num] += 1
         finally:
@@ -307,14 +312,14 @@ class Child(Context):
                  ref: str) -> _Resolved:
         if kind is HandlerKind.REFERENCE:
             try:
-                return hosts.resolve(ref)
+                return hosts.fastest(hosts.resolve(ref))
             except ValueError as exc:
                 log.error("signal %d: %s", num, exc)
                 return _LOST
         if owner not in (self.slot, MASTER_SLOT):
             return _FOREIGN
         local = self.local_handlers.get(num)
-        return local[1] if local is not None and local[0] == gen else _LOST
+        return hosts.fastest(local[1]) if local is not None and local[0] == gen else _LOST
 
     # -- what the API calls -----------------------------------------------------------
 
