@@ -117,8 +117,8 @@ class Outbox:
         return bytes(rec.own_ring[(start + i) % OWN_RING] for i in range(count))
 
     def consumed(self) -> int:
-        """Bytes children have read from the channel, ever: a tick queued at position P
-        has been delivered once this reaches P."""
+        """Bytes children have started from the channel, ever: a tick queued at
+        position P has been delivered once this reaches P."""
         return self.flushed - self.unread()
 
 
