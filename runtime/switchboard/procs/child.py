@@ -129,9 +129,11 @@ class Child(Context):
                 self._poll.register(fd, select.POLLIN)
 
     def _on_term(self, signum: int, frame: object) -> None:
-        self.stopping = True
-        if self._in_program and self.record.status != BUSY:
-            raise SystemExit(0)      # interrupt the mule's program (SPEC 2)
+        first, self.stopping = not self.stopping, True
+        # Interrupt the mule's program (SPEC 2), once: a second SIGTERM (the master's,
+        # after a kill of the whole process group) must not cut its cleanup short.
+        if first and self._in_program and self.record.status != BUSY:
+            raise SystemExit(0)
 
     # -- the loop ---------------------------------------------------------------------
 
