@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -108,14 +108,7 @@ class Proc:
 
     def family(self) -> dict[int, str]:
         """pid -> process title, for the master and every descendant."""
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        parents = {pid: fields[1] for pid, fields in _proc_stats()}
         found, todo = {self.proc.pid}, [self.proc.pid]
         while todo:
             pid = todo.pop()
@@ -147,19 +140,23 @@ class Proc:
         self.log.close()
 
     def _group_members(self) -> list[int]:
-        members = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[2]) == self.proc.pid:
-                    members.append(int(entry))
-        return members
+        return [pid for pid, fields in _proc_stats() if fields[2] == self.proc.pid]
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _proc_stats() -> Iterator[tuple[int, list[int]]]:
+    """(pid, the numeric fields of /proc/PID/stat after the name) of every process;
+    fields[1] is the parent, fields[2] the process group."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            rest = stat.rsplit(")", 1)[1].split()
+            yield int(entry), [int(x) if x.lstrip("-").isdigit() else 0 for x in rest]
 
 
 class Shm:

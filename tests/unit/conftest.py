@@ -111,6 +111,19 @@ class Boxes:
             b.close()
 
 
+def flush_and_read(router: Router, box: Outbox) -> bytes:
+    """Flush `box` and read what reached its child's end (as the child would)."""
+    box.flush()
+    peer = next(b for a, b in router.test_boxes.pairs if a is box.sock)  # type: ignore[attr-defined]
+    data = b""
+    while True:
+        try:
+            chunk = peer.recv(65536)
+        except BlockingIOError:
+            return data
+        data += chunk
+
+
 @pytest.fixture
 def make_router(table: SignalTable, topology: Topology) -> Iterator[Callable[..., Router]]:
     made: list[Boxes] = []

@@ -15,7 +15,7 @@ from switchboard.router import ANY, Router
 from switchboard.table import HandlerKind
 from switchboard.targets import Kind, Target, parse_target
 
-from .conftest import fork_call
+from .conftest import flush_and_read, fork_call
 
 REF = HandlerKind.REFERENCE
 LOCAL = HandlerKind.LOCAL
@@ -40,15 +40,7 @@ def queued(router: Router) -> dict[str, bytes]:
 def read_peer(router: Router, slot: int | None) -> bytes:
     """Flush the outbox and read what reached the child's end of the socketpair."""
     box = router.groups[Target(Kind.WORKER)] if slot is None else router.boxes[slot]
-    box.flush()
-    peer = next(b for a, b in router.test_boxes.pairs if a is box.sock)
-    data = b""
-    while True:
-        try:
-            chunk = peer.recv(65536)
-        except BlockingIOError:
-            return data
-        data += chunk
+    return flush_and_read(router, box)
 
 
 # -- where each target goes ------------------------------------------------------------------

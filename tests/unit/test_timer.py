@@ -22,6 +22,8 @@ from switchboard.sources.timer import MIN_PERIOD, Timer, check_iterations, check
 from switchboard.table import HandlerKind
 from switchboard.targets import Kind, Target, parse_target
 
+from .conftest import flush_and_read
+
 
 def fire_times(timer: Timer, reads: list[float]) -> list[float]:
     """Read the timer at each clock value; the reads at which it fired."""
@@ -216,19 +218,6 @@ def _register(table, topology, num, target):
                           "python:m:f", 0)
 
 
-def _drain(router, box) -> bytes:
-    """Flush `box` and read what its child end holds (as the child would)."""
-    box.flush()
-    peer = next(b for a, b in router.test_boxes.pairs if a is box.sock)
-    data = b""
-    while True:
-        try:
-            chunk = peer.recv(65536)
-        except BlockingIOError:
-            return data
-        data += chunk
-
-
 def test_ticks_coalesce_while_one_is_undelivered(make_router, table, topology):
     router = make_router(limit=16)
     _register(table, topology, 7, "worker")
@@ -241,9 +230,9 @@ def test_ticks_coalesce_while_one_is_undelivered(make_router, table, topology):
     box.flush()                                   # in the kernel, still not read
     router.tick(source, 7)
     assert router.coalesced[7] == 5
-    assert _drain(router, box) == bytes([7])      # a worker read it
+    assert flush_and_read(router, box) == bytes([7])      # a worker read it
     router.tick(source, 7)
-    assert _drain(router, box) == bytes([7])
+    assert flush_and_read(router, box) == bytes([7])
     assert (router.raised[7], router.routed[7], router.coalesced[7]) == (7, 2, 5)
     assert router.raised[7] == router.routed[7] + router.coalesced[7]
 
@@ -264,7 +253,7 @@ def test_a_broadcast_tick_coalesces_per_worker(make_router, table, topology):
     _register(table, topology, 9, "workers")
     source = Timer(9, 0.01, 0.0)
     router.tick(source, 9)
-    assert _drain(router, router.boxes[1]) == bytes([9])    # only worker 1 read its copy
+    assert flush_and_read(router, router.boxes[1]) == bytes([9])    # only worker 1 read its copy
     router.tick(source, 9)
     assert bytes(router.boxes[1].buf) == bytes([9])
     assert bytes(router.boxes[2].buf) == bytes([9])          # still the first copy
@@ -287,7 +276,7 @@ def test_a_tick_meeting_a_full_queue_waits_and_is_queued_when_room_appears(
     assert router.coalesced[4] == 1
     router.retry_ticks()
     assert bytes(box.buf) == bytes([3, 3])        # still no room
-    assert _drain(router, box) == bytes([3, 3])
+    assert flush_and_read(router, box) == bytes([3, 3])
     router.retry_ticks()
     assert bytes(box.buf) == bytes([4])
     assert router.raised[4] == 2 and router.routed[4] == 1
@@ -301,7 +290,7 @@ def test_a_removed_source_leaves_no_pending_tick(make_router, table, topology):
     source = Timer(4, 0.01, 0.0)
     router.tick(source, 4)                        # full: waiting
     router.forget(source)
-    _drain(router, box)
+    flush_and_read(router, box)
     router.retry_ticks()
     assert bytes(box.buf) == b""
 
