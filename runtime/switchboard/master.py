@@ -44,6 +44,7 @@ log = logging.getLogger("switchboard.master")
 
 READ = selectors.EVENT_READ
 _TICK = 0.5            # housekeeping (harakiri, cheaper-idle) runs at least this often
+_BUSY_TICK = 0.02      # ... and under load at most this often, unless something is due
 _FAST_DEATH = 1.0      # a child that dies younger than this is respawned after a pause
 
 
@@ -84,6 +85,9 @@ class Master:
         self.announced = False
         self.started = time.monotonic()
         self._sigchld = False
+        self._housekeep_at = 0.0
+        self._housekeeping_skipped = False
+        self._wake_at: float | None = None     # the next due thing, from _timeout()
 
     # -- boot: everything before the first fork ------------------------------------------
 
@@ -165,13 +169,16 @@ class Master:
         """Until the next thing due: a tick, a respawn, a cheaper decision, housekeeping.
         The alarm rings at it; the selector's own timeout is whole milliseconds."""
         wakes = list(self.due.values())
+        if self._housekeeping_skipped:
+            wakes.append(self._housekeep_at)
         for wake in (self.cheaper.wake_at(), self.registry.schedule.wake_at()):
             if wake is not None:
                 wakes.append(wake)
         if not wakes:
             self.alarm.set(None)
+            self._wake_at = None
             return _TICK
-        wake = min(wakes)
+        wake = self._wake_at = min(wakes)
         self.alarm.set(wake)
         return min(_TICK, max(0.0, wake - time.monotonic()))
 
@@ -182,6 +189,18 @@ class Master:
         self.control.retry()
         self.control.expire()
         self.router.log_drops()
+        now = time.monotonic()
+        self._housekeeping_skipped = not (
+            self._sigchld or self.stopping or now >= self._housekeep_at
+            or (self._wake_at is not None and now >= self._wake_at))
+        if not self._housekeeping_skipped:
+            # Not on every pass: under load a pass comes with every read, and looking at
+            # 32 children's records each time cost more than routing what was read.
+            # A skipped pass is made up for by _BUSY_TICK later (_timeout wakes for it).
+            self._housekeep_at = now + _BUSY_TICK
+            self._housekeep()
+
+    def _housekeep(self) -> None:
         if self._sigchld:
             self._reap()
         self._murder()

@@ -48,8 +48,9 @@ class SignalTable:
         # The entries' generations as plain words: the hot path reads one per signal.
         self._words = memoryview(shared.map)[:ctypes.sizeof(TableRecord)].cast("Q")
         self._table_gen = TableRecord.gen.offset // 8
-        self._gen_first = (TableRecord.entries.offset + EntryRecord.gen.offset) // 8
-        self._gen_step = ctypes.sizeof(EntryRecord) // 8
+        first = (TableRecord.entries.offset + EntryRecord.gen.offset) // 8
+        # entry_generations[num]: entry num's generation (a strided view of the words)
+        self.entry_generations = self._words[first::ctypes.sizeof(EntryRecord) // 8][:SIGNALS]
         self.reserved: set[int] = set()   # numbers free_number() must not hand out
 
     @property
@@ -58,7 +59,7 @@ class SignalTable:
         return self._words[self._table_gen]
 
     def entry_generation(self, num: int) -> int:
-        return self._words[self._gen_first + num * self._gen_step]
+        return self.entry_generations[num]
 
     def register(self, num: int, target: Target, kind: HandlerKind, ref: str,
                  owner: int) -> Entry:

@@ -116,6 +116,7 @@ class Child(Context):
         view = RecordView(self.shared, self.slot)     # self.record's fields, faster
         self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
+        self._generations = self.table.entry_generations
         self._waits: list[int] = []
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -237,8 +238,11 @@ class Child(Context):
             pass
 
     def _dispatch(self, num: int, want: int) -> bool:
-        """Run `num`'s handler here if it can run here; True if it ends the wait."""
-        u8, i16, u64 = self._u8, self._i16, self._u64
+        """Run `num`'s handler here if it can run here; True if it ends the wait.
+
+        One function on purpose: it runs for every signal, and each call saved is
+        a tenth of a microsecond of a run that costs about two."""
+        u8, i16, u64, f64 = self._u8, self._i16, self._u64, self._f64
         saved, depth = i16[SIGNUM], u8[DEPTH]
         i16[SIGNUM] = num      # from here on, the master counts it if this process dies
         if depth < MAX_NESTED:
@@ -247,11 +251,25 @@ class Child(Context):
         u8[DEPTH] = depth + 1
         self.last_received = i16[LAST_RECEIVED] = num
         try:
-            _, handler, ref = self._handler(num)
-            if callable(handler):
-                self._call(num, handler, ref)
-                return want in (ANY, num)
-            return self._cannot_run(num, want, handler, ref)
+            cached = self._cache.get(num)
+            if cached is None or cached[0] != self._generations[num]:
+                cached = self._handler(num)
+            handler = cached[1]
+            if not callable(handler):
+                return self._cannot_run(num, want, handler, cached[2])
+            status, started, harakiri = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
+            u8[STATUS], f64[STARTED] = BUSY, time.monotonic()
+            try:
+                handler(num)
+            except Exception as exc:
+                self._failed(num, cached[2], exc)
+            else:
+                u64[HANDLED + num] += 1
+            finally:
+                # set_user_harakiri() lasts for this handler only, as uWSGI's per request
+                u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = status, started, harakiri
+                f64[LAST_ACTIVE] = time.monotonic()
+            return want in (ANY, num)
         finally:
             if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
                 outer = i16[RUNNING + depth - 1]
@@ -271,36 +289,21 @@ class Child(Context):
                   num, self._name(), ref)
         return satisfies
 
-    def _call(self, num: int, handler: Callable[[int], Any], ref: str) -> None:
-        u8, u64, f64 = self._u8, self._u64, self._f64
-        saved = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
-        u8[STATUS], f64[STARTED] = BUSY, time.monotonic()
-        try:
-            handler(num)
-        except HandlerError as exc:
-            u64[FAILED + num] += 1
-            log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), exc)
-        except Exception as exc:
-            u64[FAILED + num] += 1
-            text = hosts.error_text(exc)
-            if text is None:
-                log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
-            else:
-                log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(),
-                          text)
+    def _failed(self, num: int, ref: str, exc: Exception) -> None:
+        """Count and log a handler's failure (called from its except clause)."""
+        self._u64[FAILED + num] += 1
+        text = str(exc) if isinstance(exc, HandlerError) else hosts.error_text(exc)
+        if text is None:
+            log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
         else:
-            u64[HANDLED + num] += 1
-        finally:
-            # set_user_harakiri() lasts for this handler only, as uWSGI's per request
-            u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = saved
-            f64[LAST_ACTIVE] = time.monotonic()
+            log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), text)
 
     def _handler(self, num: int) -> tuple[int, _Resolved, str]:
         """(generation, what to run, its reference), cached until the entry changes."""
         cached = self._cache.get(num)
-        if cached is not None and cached[0] == self.table.entry_generation(num):
+        if cached is not None and cached[0] == self._generations[num]:
             return cached
-        gen = self.table.entry_generation(num)    # before get(): a change after it shows
+        gen = self._generations[num]    # before get(): a change after it shows
         entry = self.table.get(num)
         if entry is None:
             cached = (gen, _UNREGISTERED, "")
@@ -395,15 +398,19 @@ class Child(Context):
         is read only while it is worth it: after poll() found it readable, for as long
         as reads return bytes, and (our own channel) when the master flagged a write."""
         u64, readable = self._u64, self._readable
-        if self._own_read == u64[OWN_STARTED]:    # the ring is empty
+        position = u64[OWN_STARTED]
+        if self._own_read == position:    # the ring is empty
             sent, slot = self._sent, self.slot
             if sent[slot]:
                 sent[slot] = 0      # before the read: a write after it raises it again
                 readable[0] = True
             if readable[0]:
                 self._fill_ring()
-        if self._own_read != u64[OWN_STARTED]:
-            return self._take_from_ring()
+        if self._own_read != position:          # the ring holds what we read: take one
+            u64[OWN_STARTED] = position + 1
+            if self._pressure[self.slot]:
+                self._wake_master(self.slot)
+            return self._ring[position % OWN_RING]
         for i, (fd, flag) in enumerate(self._groups, 1):
             if not readable[i]:
                 continue
@@ -432,14 +439,6 @@ class Child(Context):
         if not count:
             self._master_gone()
         self._own_read += count
-
-    def _take_from_ring(self) -> int:
-        position = self._u64[OWN_STARTED]
-        num = self._ring[position % OWN_RING]
-        self._u64[OWN_STARTED] = position + 1
-        if self._pressure[self.slot]:
-            self._wake_master(self.slot)
-        return num
 
     def _master_gone(self) -> None:
         log.warning("%s: the master is gone; exiting", self._name())
