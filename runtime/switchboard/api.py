@@ -17,7 +17,7 @@ from switchboard import hosts
 from switchboard import spool as spool_files
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
-from switchboard.shared import USER_LOCKS
+from switchboard.shared import SIGNALS, USER_LOCKS
 from switchboard.sources import cron, paths
 from switchboard.sources.timer import check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
@@ -87,6 +87,9 @@ def signal_registered(num: int) -> bool | None:
 
 def signal(num: int, remote: str | None = None) -> None:
     """Raise signal `num`: returns once the master holds it, OSError if it cannot."""
+    if type(num) is int and 0 <= num < SIGNALS and remote is None and _ctx is not None:
+        _ctx.raise_signal(num)      # the hot path: what the checks below would allow
+        return
     ctx = _context()
     num = check_signum(num)
     if remote is not None:

@@ -329,7 +329,13 @@ class Child(Context):
     # -- what the API calls -----------------------------------------------------------
 
     def raise_signal(self, num: int) -> None:
-        self._send(_RAISE_RECORDS[num], num)
+        data = _RAISE_RECORDS[num]      # _send(), inline: this is every raise
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._send_rest(data, sent, num)
 
     def send_message(self, payload: dict[str, Any]) -> None:
         """Tell the master something bigger than a signal (a new timer, ...)."""
