@@ -35,3 +35,16 @@ def test_quick_benchmark_runs_every_scenario_on_both_sides(tmp_path: Path) -> No
     assert set(data["results"]["worker"]) == {"uwsgi", "switchboard"}
     assert data["goals"] and all(g["met"] is not None for g in data["goals"]), data["goals"]
     assert "| Metric |" in run.stdout and "goals met:" in run.stdout
+
+
+@pytest.mark.timeout(120)
+def test_hops_breaks_a_lone_signal_down_hop_by_hop() -> None:
+    """bench/hops.py wraps the runtime's loop steps by name: a rename must fail here."""
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "hops.py"), "--n", "30"],
+                         cwd=REPO, capture_output=True, text=True, timeout=100)
+    assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-5000:]}"
+    rows = [line.split("|") for line in run.stdout.splitlines() if line.startswith("| ")]
+    hops = {cells[1].strip(): float(cells[2]) for cells in rows[2:]}
+    assert len(hops) == 8 and "total (raise -> handler start)" in hops, run.stdout
+    assert all(value >= 0 for value in hops.values()), run.stdout
+    assert hops["total (raise -> handler start)"] > 0, run.stdout
