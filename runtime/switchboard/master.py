@@ -39,6 +39,7 @@ from switchboard.sources.registry import Registry
 from switchboard.sources.schedule import Schedule
 from switchboard.table import SignalTable, check_signum
 from switchboard.targets import MASTER_SLOT, Kind, Role, Target
+from switchboard.windows import ReadWindows
 
 log = logging.getLogger("switchboard.master")
 
@@ -107,6 +108,7 @@ class Master:
                             self.flag_of[g]) for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
         self.relay = Relay(self.router, self._on_ready, self._on_message)
+        self.windows = ReadWindows(self.shared, topo, self.router, self.flag_of)
         self.registry = Registry(self.router, Schedule())
         self.registry.tell_helper = self._tell_helper
         self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
@@ -203,6 +205,8 @@ class Master:
     def _housekeep(self) -> None:
         if self._sigchld:
             self._reap()
+        if self.windows.open:
+            self.windows.settle()
         self._murder()
         self._manage()
 
@@ -322,6 +326,7 @@ class Master:
         child = self.children.pop(slot)
         rec = self.shared.procs[slot]
         self.router.requeue(slot)
+        self.windows.member_died(slot)
         name, how = self.topology.describe(slot), _how(status)
         booted = rec.status != STARTING
         for level in range(min(rec.depth, MAX_NESTED)):       # outermost first

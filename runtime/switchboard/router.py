@@ -16,7 +16,7 @@ import termios
 from collections import Counter, deque
 from typing import Any
 
-from switchboard.shared import OWN_RING, SIGNALS, ProcRecord
+from switchboard.shared import MAX_NESTED, OWN_RING, SIGNALS, ProcRecord
 from switchboard.table import Entry, HandlerKind, SignalTable
 from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
@@ -108,12 +108,16 @@ class Outbox:
         rec = self.record
         if rec is None:
             return b""
-        start, count = rec.own_started, self.flushed - rec.own_started
+        # A running level's signal was started even if own_started does not say so yet
+        # (the child dies between marking it and moving own_started on).
+        start = max([rec.own_started] + [rec.ring_from[level]
+                                         for level in range(min(rec.depth, MAX_NESTED))])
+        count = self.flushed - start
         if not 0 <= count <= OWN_RING:
             log.error("%s: its ring says %d signals were read and not started; "
                       "taking back none of them", self.name, count)
             count = 0
-        self.flushed = start            # the stream goes on from the last one started
+        self.flushed = rec.own_started = start    # the stream goes on from there
         return bytes(rec.own_ring[(start + i) % OWN_RING] for i in range(count))
 
     def consumed(self) -> int:

@@ -50,10 +50,17 @@ class ProcRecord(ctypes.Structure):
         ("status", ctypes.c_uint8),
         ("signum", ctypes.c_int16),        # signal whose handler runs now, -1 if none
         ("depth", ctypes.c_uint8),         # handlers in progress (nested by signal_wait)
+        # A read from a group's channel lands here, and the depth it will run at: if the
+        # child dies before it marks the signal, the master can still tell (windows.py)
+        ("read_byte", ctypes.c_uint8),
+        ("read_depth", ctypes.c_uint8),
         ("running", ctypes.c_int16 * MAX_NESTED),  # their signals, outermost first
         # handled + failed of each running signal's number when it started: if a child
         # dies with that sum moved, its innermost run had finished (and was counted)
         ("marks", ctypes.c_uint64 * MAX_NESTED),
+        # position + 1 in the own channel's stream of each running level's signal, 0 if
+        # it came from elsewhere: started, so never taken back (own_started may lag)
+        ("ring_from", ctypes.c_uint64 * MAX_NESTED),
         ("started", ctypes.c_double),      # CLOCK_MONOTONIC when that handler started
         ("last_received", ctypes.c_int16),
         ("last_active", ctypes.c_double),  # CLOCK_MONOTONIC when it last finished work
@@ -84,11 +91,13 @@ class RecordView:
         self.u64, self.f64 = raw.cast("Q"), raw.cast("d")
 
 
-STATUS, DEPTH = ProcRecord.status.offset, ProcRecord.depth.offset               # u8
+STATUS, DEPTH, READ_BYTE, READ_DEPTH = (getattr(ProcRecord, f).offset          # u8
+                                        for f in ("status", "depth", "read_byte", "read_depth"))
 SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
                                   for f in ("signum", "running", "last_received"))
-MARKS, OWN_STARTED, HANDLED, FAILED = (getattr(ProcRecord, f).offset // 8       # u64
-                                       for f in ("marks", "own_started", "handled", "failed"))
+MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED = (                               # u64
+    getattr(ProcRecord, f).offset // 8
+    for f in ("marks", "ring_from", "own_started", "handled", "failed"))
 STARTED, LAST_ACTIVE, USER_HARAKIRI = (getattr(ProcRecord, f).offset // 8       # f64
                                        for f in ("started", "last_active", "user_harakiri"))
 
@@ -99,8 +108,9 @@ class Shared:
     def __init__(self, slots: int, groups: int = 1) -> None:
         self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
         channels = slots + groups
-        size = (ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord)
-                + channels + slots)
+        flags = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord) + channels
+        taken_at = -(-(flags + slots) // 8) * 8          # after the sent flags, aligned
+        size = taken_at + 8 * groups * slots
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
@@ -115,6 +125,12 @@ class Shared:
         # so a child busy on a shared channel knows, without a system call, that its own
         # channel has something (its own signals come first).
         self.sent = memoryview(self.map)[base + slots * step + channels:][:slots]
+        # taken[group * slots + slot]: twice the signals that member took from the group's
+        # channel, plus one while it is between a read and marking what it read: with
+        # the channel's own count, the master tells whether a child that died there had
+        # read a signal (windows.py).
+        self.taken = memoryview(self.map)[taken_at:size].cast("Q")
+        self.slots = slots
         for rec in self.procs:
             rec.signum = rec.last_received = -1
         self._thread_lock = threading.Lock()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from switchboard.procs.child import Child
+from switchboard.procs.child import ANY, Child
 from switchboard.router import Outbox
 from switchboard.shared import OWN_RING, Shared
 from switchboard.table import SignalTable
@@ -45,7 +45,8 @@ def own_box(channels, shared: Shared) -> Outbox:
 
 def run_child(channels, shared: Shared, table: SignalTable, topology: Topology,
               reads: int) -> list[int]:
-    """Fork worker 1, let it take `reads` signals (without running them) and exit."""
+    """Fork worker 1, let it take and start `reads` signals (none is registered, so none
+    runs) and exit."""
     report_r, report_w = os.pipe()
     group_flag = topology.slots + topology.groups().index(Target(Kind.WORKER))
 
@@ -54,8 +55,13 @@ def run_child(channels, shared: Shared, table: SignalTable, topology: Topology,
         worker = Child(Role.WORKER, 1, SLOT, topology, shared, table, os.getppid())
         worker.setup(channels["own"][1], [(channels["group"][1], group_flag)],
                      os.pipe()[1], 1.0)
-        taken = [worker._read_now() for _ in range(reads)]
-        os.write(report_w, bytes(n if n is not None else 255 for n in taken))
+        taken = []
+        for _ in range(reads):
+            num = worker._read_now()
+            taken.append(255 if num is None else num)
+            if num is not None:
+                worker._dispatch(num, ANY)      # marked started (unregistered: not run)
+        os.write(report_w, bytes(taken))
 
     assert fork_call(child) == 0
     os.close(report_w)

@@ -4,7 +4,9 @@ One loop serves both the idle child and `signal_wait()`: the wait is the same lo
 condition to return.  A group's shared channel is read one byte per read, so a signal
 this process has not started stays there for another idle member.  Its own channel is
 read in batches into a ring in shared memory, so if it dies the master takes back what
-it had not started, in order, for its replacement.
+it had not started, in order, for its replacement.  A group's byte is read into shared
+memory too, and a signal counts as out of its channel only once it is marked started:
+a child killed in between does not lose it (windows.py).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ from switchboard.shared import (
     MAX_NESTED,
     OWN_RING,
     OWN_STARTED,
+    READ_BYTE,
+    READ_DEPTH,
+    RING_FROM,
     RUNNING,
     SIGNUM,
     STARTED,
@@ -106,8 +111,16 @@ class Child(Context):
         self._own = sock.fileno()
         self._ring = memoryview(self.record.own_ring).cast("B")
         self._own_read = self.record.own_started    # ring positions read so far
-        self._groups = [(g.fileno(), i) for g, i in groups]   # (fd, its pressure flag)
-        self._fds = [self._own] + [fd for fd, _ in self._groups]
+        self._own_next = self.record.own_started    # ... and taken to run
+        # What the signal _read_now() returned came from, for _dispatch() to record as
+        # it marks it: its ring position + 1, or -(index in shared.taken + 1) for a group.
+        self._source = 0
+        slots, slot = self.shared.slots, self.slot
+        # (fd, its pressure flag, our word in shared.taken); a group's number is its
+        # flag - slots (group flags follow the slots' ones)
+        self._groups = [(g.fileno(), i, (i - slots) * slots + slot) for g, i in groups]
+        self._taken = self.shared.taken
+        self._fds = [self._own] + [fd for fd, _, _ in self._groups]
         # Worth a read (see _read_now): our own channel first, then each group's.
         self._readable = [True] * len(self._fds)
         self._drained_fd = drained_fd
@@ -115,6 +128,7 @@ class Child(Context):
         self._sent = self.shared.sent
         view = RecordView(self.shared, self.slot)     # self.record's fields, faster
         self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
+        self._read_into = [view.u8[READ_BYTE:READ_BYTE + 1]]    # a group read lands here
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
@@ -243,12 +257,19 @@ class Child(Context):
         One function on purpose: it runs for every signal, and each call saved is
         a tenth of a microsecond of a run that costs about two."""
         u8, i16, u64, f64 = self._u8, self._i16, self._u64, self._f64
-        saved, depth = i16[SIGNUM], u8[DEPTH]
+        saved, depth, source = i16[SIGNUM], u8[DEPTH], self._source
         i16[SIGNUM] = num      # from here on, the master counts it if this process dies
         if depth < MAX_NESTED:
             i16[RUNNING + depth] = num
             u64[MARKS + depth] = u64[HANDLED + num] + u64[FAILED + num]
+            u64[RING_FROM + depth] = source if source > 0 else 0
         u8[DEPTH] = depth + 1
+        # Marked: now say where it came from is done with (windows.py has the window).
+        if source > 0:
+            u64[OWN_STARTED] = source
+        elif source < 0:
+            self._taken[-source - 1] += 1
+        self._source = 0
         self.last_received = i16[LAST_RECEIVED] = num
         try:
             cached = self._cache.get(num)
@@ -403,8 +424,8 @@ class Child(Context):
         A read that finds nothing is a system call wasted on the hot path, so a channel
         is read only while it is worth it: after poll() found it readable, for as long
         as reads return bytes, and (our own channel) when the master flagged a write."""
-        u64, readable = self._u64, self._readable
-        position = u64[OWN_STARTED]
+        readable = self._readable
+        position = self._own_next
         if self._own_read == position:    # the ring is empty
             sent, slot = self._sent, self.slot
             if sent[slot]:
@@ -413,23 +434,30 @@ class Child(Context):
             if readable[0]:
                 self._fill_ring()
         if self._own_read != position:          # the ring holds what we read: take one
-            u64[OWN_STARTED] = position + 1
+            self._own_next = self._source = position + 1
             if self._pressure[self.slot]:
                 self._wake_master(self.slot)
             return self._ring[position % OWN_RING]
-        for i, (fd, flag) in enumerate(self._groups, 1):
+        u8, taken = self._u8, self._taken
+        for i, (fd, flag, mine) in enumerate(self._groups, 1):
             if not readable[i]:
                 continue
+            # One byte (the group's other members share the rest), read straight into
+            # shared memory, with the window open (taken odd) until _dispatch marks it.
+            u8[READ_DEPTH] = u8[DEPTH]
+            taken[mine] += 1
             try:
-                data = os.read(fd, 1)     # one byte: the group's other members share it
+                count = os.readv(fd, self._read_into)
             except BlockingIOError:
+                taken[mine] -= 1
                 readable[i] = False
                 continue
-            if not data:
+            if not count:
                 self._master_gone()
             if self._pressure[flag]:
                 self._wake_master(flag)
-            return data[0]
+            self._source = -mine - 1
+            return u8[READ_BYTE]
         return None
 
     def _fill_ring(self) -> None:
@@ -437,8 +465,15 @@ class Child(Context):
         channel, so one read serves many signals, and if we die the master takes back
         what we had not started (Outbox.take_back)."""
         ring, at = self._ring, self._own_read % OWN_RING
+        # Not over a signal taken and not yet marked started (its byte is taken back
+        # from here if we die before we mark it).
+        free = OWN_RING - (self._own_read - self._u64[OWN_STARTED])
+        if free <= 0:
+            return
+        views = ([ring[at:at + free]] if at + free <= OWN_RING
+                 else [ring[at:], ring[:at + free - OWN_RING]])
         try:
-            count = os.readv(self._own, [ring[at:], ring[:at]])
+            count = os.readv(self._own, views)
         except BlockingIOError:
             self._readable[0] = False
             return
