@@ -45,6 +45,22 @@ def windows(router: Router, shared: Shared, topology: Topology) -> ReadWindows:
     return ReadWindows(shared, topology, router, flag_of)
 
 
+def worker_word(windows: ReadWindows, topology: Topology, wid: int) -> int:
+    """Worker `wid`'s word in shared.taken for the `worker` group."""
+    return (windows.flag_of[WORKERS] - topology.slots) * topology.slots + wid
+
+
+def queued_then_worker(router, shared, table, topology, windows, signals: list[int], *,
+                       start: int) -> Outbox:
+    """Queue `signals` in the `worker` channel, let worker 1 take one (starting it if
+    `start`) and exit; the group's outbox."""
+    group = router.groups[WORKERS]
+    group.buf += bytes(signals)
+    group.flush()
+    run_worker(router, shared, table, topology, windows, take=1, start=start)
+    return group
+
+
 def child_end(router: Router, box: Outbox):
     return next(b for a, b in router.test_boxes.pairs if a is box.sock)  # type: ignore[attr-defined]
 
@@ -90,10 +106,7 @@ def test_a_running_signal_is_not_taken_back_though_own_started_lags(
 
 def test_a_signal_read_from_a_group_and_not_started_goes_back_to_the_group(
         router, shared, table, topology, windows):
-    group = router.groups[WORKERS]
-    group.buf += bytes([7, 8])
-    group.flush()
-    run_worker(router, shared, table, topology, windows, take=1, start=0)  # 7 in hand
+    group = queued_then_worker(router, shared, table, topology, windows, [7, 8], start=0)
 
     windows.member_died(SLOT)
 
@@ -103,47 +116,40 @@ def test_a_signal_read_from_a_group_and_not_started_goes_back_to_the_group(
 
 def test_nothing_goes_back_when_the_member_died_before_its_read(
         router, shared, table, topology, windows):
-    group = router.groups[WORKERS]
-    run_worker(router, shared, table, topology, windows, take=1, start=0)  # found nothing
-    row = (windows.flag_of[WORKERS] - topology.slots) * topology.slots
-    shared.taken[row + SLOT] += 1     # as if killed after opening the window, before reading
+    group = queued_then_worker(router, shared, table, topology, windows, [], start=0)
+    mine = worker_word(windows, topology, SLOT)
+    shared.taken[mine] += 1     # as if killed after opening the window, before reading
 
     windows.member_died(SLOT)
 
     assert not group.buf and not windows.open
-    assert shared.taken[row + SLOT] % 2 == 0    # its replacement starts outside the window
+    assert shared.taken[mine] % 2 == 0      # its replacement starts outside the window
 
 
 def test_a_marked_signal_is_left_to_the_running_handler_count(
         router, shared, table, topology, windows):
-    group = router.groups[WORKERS]
-    group.buf += bytes([9])
-    group.flush()
-    run_worker(router, shared, table, topology, windows, take=1, start=1)
-    row = (windows.flag_of[WORKERS] - topology.slots) * topology.slots
+    group = queued_then_worker(router, shared, table, topology, windows, [9], start=1)
+    mine = worker_word(windows, topology, SLOT)
     rec = shared.procs[SLOT]
     # Killed after marking (depth moved) and before closing the window:
-    shared.taken[row + SLOT] -= 1
+    shared.taken[mine] -= 1
     rec.depth, rec.read_depth = 1, 0
 
     windows.member_died(SLOT)
 
     assert not group.buf and not windows.open
-    assert shared.taken[row + SLOT] == 2        # one take, completed
+    assert shared.taken[mine] == 2          # one take, completed
 
 
 def test_the_master_waits_while_a_live_member_is_between_a_read_and_its_mark(
         router, shared, table, topology, windows):
-    group = router.groups[WORKERS]
-    group.buf += bytes([5, 6])
-    group.flush()
-    run_worker(router, shared, table, topology, windows, take=1, start=0)  # 5 in hand
-    row = (windows.flag_of[WORKERS] - topology.slots) * topology.slots
-    shared.taken[row + 2] += 1        # worker 2 is in its window: the count cannot tell
+    group = queued_then_worker(router, shared, table, topology, windows, [5, 6], start=0)
+    other = worker_word(windows, topology, 2)
+    shared.taken[other] += 1          # worker 2 is in its window: the count cannot tell
 
     windows.member_died(SLOT)
     assert not group.buf and len(windows.open) == 1
 
-    shared.taken[row + 2] -= 1        # worker 2's read found nothing: its window closed
+    shared.taken[other] -= 1          # worker 2's read found nothing: its window closed
     windows.settle()
     assert list(group.buf) == [5] and not windows.open

@@ -320,12 +320,11 @@ class Child(Context):
             log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), text)
 
     def _handler(self, num: int) -> tuple[int, _Resolved, str]:
-        """(generation, what to run, its reference), cached until the entry changes."""
-        cached = self._cache.get(num)
-        if cached is not None and cached[0] == self._generations[num]:
-            return cached
+        """(generation, what to run, its reference), resolved and cached: _dispatch()
+        calls this when its cache has nothing for `num`'s current generation."""
         gen = self._generations[num]    # before get(): a change after it shows
         entry = self.table.get(num)
+        cached: tuple[int, _Resolved, str]
         if entry is None:
             cached = (gen, _UNREGISTERED, "")
         else:
@@ -350,13 +349,7 @@ class Child(Context):
     # -- what the API calls -----------------------------------------------------------
 
     def raise_signal(self, num: int) -> None:
-        data = _RAISE_RECORDS[num]      # _send(), inline: this is every raise
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            self._send_rest(data, sent, num)
+        self._send(_RAISE_RECORDS[num], num)
 
     def send_message(self, payload: dict[str, Any]) -> None:
         """Tell the master something bigger than a signal (a new timer, ...)."""
