@@ -74,10 +74,8 @@ class FileMonitors:
     def _place(self, monitor: Monitor) -> None:
         """Watch the path if it exists, else its nearest existing ancestor."""
         self._unwatch(monitor)
-        target = monitor.path
-        exists = os.path.exists(target)
-        while not os.path.exists(target):
-            target = os.path.dirname(target)
+        target = _nearest_existing(monitor.path)
+        exists = target == monitor.path
         handler = _Handler(self, monitor)
         recursive = monitor.recursive and exists and os.path.isdir(target)
         try:
@@ -87,6 +85,16 @@ class FileMonitors:
                       exc.strerror or exc)
             return
         monitor.handler, monitor.watching = handler, target
+        if not exists and _nearest_existing(monitor.path) != target:
+            # Something on the way appeared before the watch was in place (`mkdir -p`
+            # and a write at once): its event may never come, so act as if it had.
+            self._mark(-monitor.ident)
+
+    def _mark(self, ident: int) -> None:
+        """From any thread: monitor `ident` changed (-ident: its path came closer)."""
+        with self._changed_lock:
+            self._changed.add(ident)
+        self.wake()
 
     def _unwatch(self, monitor: Monitor) -> None:
         """Stop this monitor's watch (another monitor may share the same path)."""
@@ -102,9 +110,7 @@ class FileMonitors:
             if not _leads_to(event, monitor.watching, monitor.path):
                 return
             ident = -ident                     # watch closer (on the main thread)
-        with self._changed_lock:
-            self._changed.add(ident)
-        self.wake()
+        self._mark(ident)
 
     def due(self) -> list[Monitor]:
         """On the main thread: the monitors whose signal must be raised now."""
@@ -151,6 +157,13 @@ class _Handler(events.FileSystemEventHandler):
 
     def on_any_event(self, event: events.FileSystemEvent) -> None:
         self.monitors._on_event(self.monitor, event)
+
+
+def _nearest_existing(path: str) -> str:
+    """`path` if it exists, else its nearest existing ancestor."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def _leads_to(event: events.FileSystemEvent, watching: str, path: str) -> bool:
