@@ -15,6 +15,7 @@ from typing import Any
 
 from switchboard import hosts
 from switchboard import spool as spool_files
+from switchboard.cluster import sender
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
 from switchboard.shared import SIGNALS, USER_LOCKS
@@ -92,9 +93,23 @@ def signal(num: int, remote: str | None = None) -> None:
         return
     ctx = _context()
     num = check_signum(num)
-    if remote is not None:
-        raise OSError(f"signal {num} to '{remote}': remote signals are not supported yet")
-    ctx.raise_signal(num)
+    if remote is None:
+        ctx.raise_signal(num)
+        return
+    remote = sender.check_remote(num, remote)
+    if ctx.cluster is None:
+        raise OSError(f"signal {num} to '{remote}': this instance is not in a cluster "
+                      "(add a [cluster] section to its config)")
+    ctx.cluster.send(num, remote)
+
+
+def cluster_nodes() -> list[str]:
+    """The names of the cluster's live members (as of the last heartbeat)."""
+    ctx = _context()
+    if ctx.cluster is None:
+        raise OSError("cluster_nodes(): this instance is not in a cluster (add a [cluster] "
+                      "section to its config)")
+    return ctx.cluster.state.nodes()
 
 
 def signal_wait(num: int | None = None, timeout: float | None = None) -> int | None:
@@ -133,23 +148,40 @@ def masterpid() -> int:
     return _context().masterpid
 
 
-def add_timer(num: int, seconds: float, iterations: int = 0) -> None:
-    """Raise `num` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
+def add_timer(num: int, seconds: float, iterations: int = 0, unique: bool = False) -> None:
+    """Raise `num` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever.
+
+    `unique=True`: one node of the cluster raises each fire (on the epoch grid)."""
     _add_source("timer", num, seconds=check_period(seconds),
-                iterations=check_iterations(iterations))
+                iterations=check_iterations(iterations), **_unique(unique, iterations))
 
 
-def add_rb_timer(num: int, seconds: float, iterations: int = 0) -> None:
+def add_rb_timer(num: int, seconds: float, iterations: int = 0, unique: bool = False) -> None:
     """uWSGI's user-space timer: here the same machinery as add_timer()."""
     _add_source("rb_timer", num, seconds=check_period(seconds),
-                iterations=check_iterations(iterations))
+                iterations=check_iterations(iterations), **_unique(unique, iterations))
 
 
-def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
+def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int,
+             unique: bool = False) -> bool:
     """Raise `num` in each local minute matching uWSGI's cron integers; True."""
     spec = cron.from_ints(minute, hour, day, month, weekday)
-    _add_source("cron", num, cron=dataclasses.asdict(spec))
+    _add_source("cron", num, cron=dataclasses.asdict(spec), **_unique(unique, 0))
     return True
+
+
+def _unique(unique: object, iterations: object) -> dict[str, bool]:
+    """The spec's `unique` flag, checked: it needs [cluster] and no iterations."""
+    if not isinstance(unique, bool):
+        raise TypeError(f"unique must be a bool, not {type(unique).__name__}")
+    if not unique:
+        return {}
+    if _context().cluster is None:
+        raise ValueError("unique=True needs a [cluster] section (each fire is claimed in "
+                         "its PostgreSQL)")
+    if iterations:
+        raise ValueError("unique=True runs forever (iterations would be counted per node)")
+    return {"unique": True}
 
 
 def add_file_monitor(num: int, path: str, iterations: int = 0, recursive: bool = False) -> None:

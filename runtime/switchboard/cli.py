@@ -8,6 +8,7 @@ import sys
 
 from switchboard import config as config_mod
 from switchboard import control, logs
+from switchboard.cluster import node, sender
 from switchboard.errors import SwitchboardError
 from switchboard.master import Master
 from switchboard.table import describe
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     sig = sub.add_parser("signal", help="raise a signal in a running instance")
     sig.add_argument("num", type=int, help="signal number, 0-255")
     _instance_args(sig)
+    where = sig.add_mutually_exclusive_group()
+    where.add_argument("--node", metavar="NODE",
+                       help="raise it on this node of the config's [cluster] instead")
+    where.add_argument("--all", action="store_true",
+                       help="raise it on every member of the config's [cluster]")
     sig.set_defaults(func=_signal)
     st = sub.add_parser("stats", help="print a running instance's stats as JSON")
     _instance_args(st)
@@ -112,11 +118,34 @@ def _signal(args: argparse.Namespace) -> int:
         print(f"switchboard: error: signal number {args.num} is out of range [0, 255]",
               file=sys.stderr)
         return EXIT_CONFIG
+    if args.node is not None or args.all:
+        return _signal_cluster(args)
     reply = _ask(args, f"signal {args.num}")
     if reply is None:
         return 1
     if not reply.get("ok"):
         print(f"switchboard: error: signal {args.num}: {reply.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _signal_cluster(args: argparse.Namespace) -> int:
+    """--node/--all: the signal goes through the cluster's PostgreSQL, not a socket."""
+    remote = "*" if args.all else args.node
+    if not args.config:
+        print("switchboard: error: --node/--all need --config (its [cluster] says where "
+              "the cluster is)", file=sys.stderr)
+        return EXIT_CONFIG
+    config = config_mod.load(args.config)
+    if config.cluster is None:
+        print(f"switchboard: error: {config.path} has no [cluster] section; --node and "
+              "--all need one", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        node.raise_from_shell(config.cluster, args.num, sender.check_remote(args.num, remote),
+                              config.signal_timeout)
+    except (OSError, ValueError) as exc:
+        print(f"switchboard: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

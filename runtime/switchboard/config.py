@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard.cluster import settings as cluster_settings
+from switchboard.cluster.settings import ClusterConfig
 from switchboard.errors import ConfigError
 from switchboard.sources import config as source_config
 from switchboard.targets import Topology, parse_target
@@ -95,6 +97,7 @@ class Config:
     signals: list[SignalEntry] = field(default_factory=list)
     programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
     sources: list[source_config.SourceEntry] = field(default_factory=list)
+    cluster: ClusterConfig | None = None
 
     @property
     def folder(self) -> str:
@@ -113,8 +116,7 @@ class Config:
 
 SETTINGS = [f for f in dataclasses.fields(Config) if "key" in f.metadata]
 _BY_KEY = {f.metadata["key"]: f for f in SETTINGS}
-_SECTIONS = {"switchboard", "signal", "mule", *source_config.SECTIONS}
-_PLANNED_SECTIONS = {"cluster": "clusters"}
+_SECTIONS = {"switchboard", "signal", "mule", "cluster", *source_config.SECTIONS}
 _SIGNAL_KEYS = {"num", "target", "handler"}
 _FARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -141,12 +143,9 @@ def load(path: str) -> Config:
 def from_dict(data: dict[str, Any], path: str) -> Config:
     """Build a Config from parsed TOML (`path` only names the file in errors)."""
     for name in data:
-        if name in _PLANNED_SECTIONS:
-            raise ConfigError(path, f"{_PLANNED_SECTIONS[name]} are not supported yet",
-                              f"[{name}]")
         if name not in _SECTIONS:
             raise ConfigError(path, f"unknown section '{name}' (valid: "
-                              f"{', '.join(sorted(_SECTIONS | set(_PLANNED_SECTIONS)))})")
+                              f"{', '.join(sorted(_SECTIONS))})")
     section = data.get("switchboard", {})
     if not isinstance(section, dict):
         raise ConfigError(path, "must be a table", "[switchboard]")
@@ -155,7 +154,10 @@ def from_dict(data: dict[str, Any], path: str) -> Config:
     _check_processes(config)
     config.signals = _signal_entries(path, data.get("signal", []), config.topology())
     config.programs = _mule_programs(path, data.get("mule", []), config.mules)
-    config.sources = source_config.parse(path, data, config.topology())
+    if "cluster" in data:
+        config.cluster = cluster_settings.parse(path, data["cluster"])
+    config.sources = source_config.parse(path, data, config.topology(),
+                                         clustered=config.cluster is not None)
     _check_duplicates(config)
     return config
 

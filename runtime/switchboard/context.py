@@ -28,6 +28,7 @@ class Context:
     last_received: int = -1
     spool_dir: str = ""            # set when a spooler is configured
     spool_wake: int = -1           # write end of the pipe that wakes the spoolers
+    cluster: Any = None            # a cluster.sender.Sender when [cluster] is configured
 
     def raise_signal(self, num: int) -> None:
         """Hand `num` to the master; OSError if it cannot take it in time."""

@@ -49,32 +49,33 @@ class _source:  # noqa: N801
     """Register the function for a signal (`signum`, or the lowest free one) and add
     the source that raises it."""
 
-    def __init__(self, *args: Any, target: str = "", signum: int | None = None) -> None:
+    def __init__(self, *args: Any, target: str = "", signum: int | None = None,
+                 **extra: Any) -> None:
         self.num = get_free_signal() if signum is None else signum
-        self.target, self.args = target, args
+        self.target, self.args, self.extra = target, args, extra
 
     def __call__(self, f: F) -> F:
         uwsgi.register_signal(self.num, self.target, f)
-        self.add(self.num, *self.args)
+        self.add(self.num, *self.args, **self.extra)
         return f
 
     add: Callable[..., Any]
 
 
 class timer(_source):  # noqa: N801
-    """`@timer(seconds, target="", signum=None)`."""
+    """`@timer(seconds, target="", signum=None, unique=False)`."""
 
     add = staticmethod(uwsgi.add_timer)
 
 
 class rbtimer(_source):  # noqa: N801
-    """`@rbtimer(seconds, target="", signum=None)`."""
+    """`@rbtimer(seconds, target="", signum=None, unique=False)`."""
 
     add = staticmethod(uwsgi.add_rb_timer)
 
 
 class cron(_source):  # noqa: N801
-    """`@cron(minute, hour, day, month, weekday, target="", signum=None)`."""
+    """`@cron(minute, hour, day, month, weekday, target="", signum=None, unique=False)`."""
 
     add = staticmethod(uwsgi.add_cron)
 

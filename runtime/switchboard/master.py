@@ -25,6 +25,7 @@ from switchboard import api, control, decorators, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
+from switchboard.cluster import node
 from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.errors import ConfigError
@@ -117,6 +118,11 @@ class Master:
                                  spool_wake=self.channels.spool_wake[1])
         self.ctx.router, self.ctx.registry = self.router, self.registry
         api.install(self.ctx)
+        if config.cluster is not None:
+            self.cluster_state = node.join(config.cluster, topo.slots, config.signal_timeout)
+            self.ctx.cluster = node.sender(config.cluster, self.cluster_state, MASTER_SLOT,
+                                           config.signal_timeout, master=True)
+            self.registry.clustered = True
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
@@ -164,6 +170,8 @@ class Master:
         finally:
             self.relay.count_stopped(self.channels)
             self.control.close()
+            if self.config.cluster is not None:
+                node.leave(self.config.cluster)
         log.info("stopped (exit status %d)", self.exit_code)
         return self.exit_code
 

@@ -34,6 +34,7 @@ def document(master: Master) -> dict[str, Any]:
         "signal_queue": _queued(router.groups[Target(Kind.WORKER)]),
         "held": len(router.held),
         "signals": _signals(master, counts),
+        **({"cluster": master.cluster_state.describe()} if master.config.cluster else {}),
     }
 
 

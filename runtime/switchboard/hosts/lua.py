@@ -218,17 +218,21 @@ def _api_functions() -> dict[str, Any]:
     def log_(*parts: Any) -> None:
         log.info("%s", " ".join(str(p) for p in parts))
 
-    def add_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
-        api.add_timer(_int(num), seconds, _int(iterations))
+    def add_timer(num: Any, seconds: Any, iterations: Any = 0, unique: Any = False) -> None:
+        api.add_timer(_int(num), seconds, _int(iterations), unique)
 
-    def add_rb_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
-        api.add_rb_timer(_int(num), seconds, _int(iterations))
+    def add_rb_timer(num: Any, seconds: Any, iterations: Any = 0, unique: Any = False) -> None:
+        api.add_rb_timer(_int(num), seconds, _int(iterations), unique)
+
+    def cluster_nodes() -> Any:
+        return runtime().table_from(api.cluster_nodes())
 
     def add_cron(num: Any, minute: Any = -1, hour: Any = -1, day: Any = -1, month: Any = -1,
-                 weekday: Any = -1) -> bool:
+                 weekday: Any = -1, unique: Any = False) -> bool:
         # as uWSGI's Lua plugin: a missing field means -1 (any)
-        fields = [-1 if v is None else _int(v) for v in (minute, hour, day, month, weekday)]
-        return api.add_cron(_int(num), *fields)
+        m, h, d, mo, w = [-1 if v is None else _int(v)
+                          for v in (minute, hour, day, month, weekday)]
+        return api.add_cron(_int(num), m, h, d, mo, w, unique)
 
     def add_file_monitor(num: Any, path: Any, iterations: Any = 0) -> None:
         api.add_file_monitor(_int(num), path, _int(iterations))
@@ -249,7 +253,8 @@ def _api_functions() -> dict[str, Any]:
                  "masterpid": api.masterpid, "log": log_, "add_timer": add_timer,
                  "add_rb_timer": add_rb_timer, "add_cron": add_cron,
                  "add_file_monitor": add_file_monitor, "del_timer": del_timer,
-                 "del_cron": del_cron, "del_file_monitor": del_file_monitor}
+                 "del_cron": del_cron, "del_file_monitor": del_file_monitor,
+                 "cluster_nodes": cluster_nodes}
     for name, fn in functions.items():
         fn.__qualname__ = name        # argument errors then read as Python's: "signal() ..."
     return {name: _safe(fn) for name, fn in functions.items()}

@@ -90,6 +90,7 @@ class Background(Protocol):
     def deadline(self) -> float | None: ...
     def woken(self, fd: int) -> None: ...
     def run(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 class Child(Context):
@@ -174,6 +175,9 @@ class Child(Context):
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
+        finally:
+            if self.background is not None:
+                self.background.stop()
         return 0
 
     def _run_program(self, program: Callable[..., Any]) -> None:

@@ -1,4 +1,5 @@
-"""The sources process: file monitors (watchdog) and PostgreSQL listeners (psycopg).
+"""The sources process: file monitors (watchdog), PostgreSQL listeners (psycopg), and
+the cluster's receiver with its unique timers (cluster/receiver.py).
 
 Both need threads, and the master must never fork with a thread running, so the master
 forks this helper (`switchboard sources`) to host them; they are created here, after
@@ -19,6 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from switchboard.channels import TICK, record
+from switchboard.cluster import unique
+from switchboard.cluster.receiver import Receiver
 from switchboard.sources.filemon import FileMonitors, Monitor
 from switchboard.sources.pgnotify import Listener
 
@@ -30,7 +33,7 @@ log = logging.getLogger("switchboard.sources")
 
 class SourcesWork:
     def __init__(self, child: Child, commands_fd: int, monitors: list[dict[str, Any]],
-                 listeners: list[Listener]) -> None:
+                 listeners: list[Listener], cluster: Receiver | None = None) -> None:
         self.child, self.commands_fd = child, commands_fd
         self.events_r, self.events_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.fds = [commands_fd, self.events_r]
@@ -38,6 +41,7 @@ class SourcesWork:
         self._notified: collections.deque[int] = collections.deque()
         self._pending = b""
         self._due = True
+        self.cluster = cluster
 
     def start(self) -> None:
         """Create the observer and the listeners' threads (here, after the fork)."""
@@ -46,6 +50,14 @@ class SourcesWork:
             self._add(spec)
         for listener in self.listeners:
             listener.start(self._on_notify)
+        if self.cluster is not None:
+            self.cluster.wake = self._wake
+            self.cluster.start()
+
+    def stop(self) -> None:
+        """On the way out: the cluster puts back what it took and did not raise."""
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -77,6 +89,24 @@ class SourcesWork:
                 self.child.send_message({"kind": "monitor_done", "id": monitor.ident})
         while self._notified:
             self.child.raise_signal(self._notified.popleft())
+        if self.cluster is not None:
+            self._raise_arrivals(self.cluster)
+
+    def _raise_arrivals(self, cluster: Receiver) -> None:
+        """Raise what the cluster handed over; each is acknowledged once the master has it."""
+        inbox, done = cluster.inbox, cluster.done
+        while inbox:
+            ident, num = inbox[0]
+            try:
+                self.child.raise_signal(num)
+            except OSError as exc:      # the master's queue stayed full: try again later
+                log.warning("cluster: signal %d waits (%s)", num, exc)
+                self._due = True
+                return
+            inbox.popleft()
+            if ident:
+                done.append(ident)
+                cluster.state.count(cluster.slot, "received")
 
     def _commands(self, data: bytes) -> None:
         self._pending += data
@@ -87,6 +117,11 @@ class SourcesWork:
                 self._add(command)
             elif command["kind"] == "del_monitor":
                 self.monitors.remove(command["id"])
+            elif command["kind"] == "add_unique" and self.cluster is not None:
+                spec = {**command, "kind": command["source"]}
+                self.cluster.add(unique.from_spec(command["id"], spec))
+            elif command["kind"] == "del_unique" and self.cluster is not None:
+                self.cluster.remove(command["id"])
 
     def _add(self, spec: dict[str, Any]) -> None:
         self.monitors.add(Monitor(spec["id"], spec["num"], spec["path"],

@@ -7,17 +7,20 @@ import logging
 import os
 import signal as unix
 import sys
+import time
 from typing import TYPE_CHECKING, NoReturn
 
 import setproctitle
 
 from switchboard import control, logs
+from switchboard.cluster import node
 from switchboard.procs.child import Child, become_child
 from switchboard.procs.spooler import SpoolerWork
 from switchboard.sources.pgnotify import Listener
 from switchboard.targets import Role
 
 if TYPE_CHECKING:
+    from switchboard.cluster.receiver import Receiver
     from switchboard.master import Master
 
 log = logging.getLogger("switchboard.master")
@@ -75,6 +78,9 @@ def _make_child(master: Master, slot: int, role: Role, ident: int) -> Child:
     child = Child(role, ident, slot, master.topology, master.shared, master.table,
                   ctx.masterpid, dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
                   spool_wake=ctx.spool_wake)
+    if master.config.cluster is not None:
+        child.cluster = node.sender(master.config.cluster, master.cluster_state, slot,
+                                    master.config.signal_timeout, master=False)
     if role is Role.MULE:
         child.program = master.programs.get(ident)
     elif role is Role.SPOOLER:
@@ -84,5 +90,20 @@ def _make_child(master: Master, slot: int, role: Role, ident: int) -> Child:
         from switchboard.procs.sources import SourcesWork  # watchdog: only this child
         listeners = [Listener(x.num, x.dsn, x.channel) for x in master.registry.listeners]
         child.background = SourcesWork(child, master.commands[0],
-                                       list(master.registry.monitors.values()), listeners)
+                                       list(master.registry.monitors.values()), listeners,
+                                       _receiver(master, slot))
     return child
+
+
+def _receiver(master: Master, slot: int) -> Receiver | None:
+    """The cluster's receiver for the sources helper, with the unique sources so far."""
+    config = master.config.cluster
+    if config is None:
+        return None
+    from switchboard.cluster import unique
+    from switchboard.cluster.receiver import Receiver
+    sources = [unique.from_spec(ident, spec) for ident, spec in master.registry.unique.items()]
+    now = time.time()
+    for source in sources:
+        source.start(now)
+    return Receiver(config, master.cluster_state, slot, sources, lambda: None)

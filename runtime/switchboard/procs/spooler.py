@@ -38,6 +38,9 @@ class SpoolerWork:
     def start(self) -> None:
         """Nothing to set up: the first scan is due at once."""
 
+    def stop(self) -> None:
+        """Nothing to put back: a job file stays until it ran."""
+
     def deadline(self) -> float:
         return self.next_scan
 

@@ -21,9 +21,9 @@ from switchboard.targets import Topology, parse_target
 SECTIONS = ("timer", "rb_timer", "cron", "file_monitor", "pgnotify")
 _COMMON = ("signal", "handler", "target")
 _KEYS = {
-    "timer": ("seconds", "iterations"),
-    "rb_timer": ("seconds", "iterations"),
-    "cron": ("expr", "minute", "hour", "day", "month", "weekday"),
+    "timer": ("seconds", "iterations", "unique"),
+    "rb_timer": ("seconds", "iterations", "unique"),
+    "cron": ("expr", "minute", "hour", "day", "month", "weekday", "unique"),
     "file_monitor": ("path", "iterations", "recursive"),
     "pgnotify": ("dsn", "channel"),
 }
@@ -43,16 +43,36 @@ class SourceEntry:
         return {"kind": self.kind, "num": num, **self.params}
 
 
-def parse(path: str, data: dict[str, Any], topology: Topology) -> list[SourceEntry]:
-    """Every source entry of a parsed config, checked."""
+def parse(path: str, data: dict[str, Any], topology: Topology,
+          clustered: bool = False) -> list[SourceEntry]:
+    """Every source entry of a parsed config, checked (`unique` needs `clustered`)."""
     entries = []
     for kind in SECTIONS:
         raw = data.get(kind, [])
         if not isinstance(raw, list):
             raise ConfigError(path, f"must be an array of tables ([[{kind}]])", f"[{kind}]")
         for i, item in enumerate(raw, 1):
-            entries.append(_entry(path, kind, f"[[{kind}]] #{i}", item, topology))
+            entry = _entry(path, kind, f"[[{kind}]] #{i}", item, topology)
+            _unique(path, entry, item, clustered)
+            entries.append(entry)
     return entries
+
+
+def _unique(path: str, entry: SourceEntry, item: dict[str, Any], clustered: bool) -> None:
+    """`unique = true`: one node of the cluster raises each fire (SPEC section 13)."""
+    unique = item.get("unique", False)
+    if not isinstance(unique, bool):
+        raise ConfigError(path, f"must be a boolean, not {type(unique).__name__}",
+                          entry.where, "unique")
+    if not unique:
+        return
+    if not clustered:
+        raise ConfigError(path, "needs a [cluster] section (the claim of each fire is made "
+                          "in its PostgreSQL)", entry.where, "unique")
+    if entry.params.get("iterations"):
+        raise ConfigError(path, "a unique timer runs forever (iterations would be counted "
+                          "per node)", entry.where, "iterations")
+    entry.params["unique"] = True
 
 
 def _entry(path: str, kind: str, where: str, item: Any, topology: Topology) -> SourceEntry:

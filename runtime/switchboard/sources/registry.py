@@ -27,6 +27,8 @@ class Registry:
     def __init__(self, router: Router, schedule: Schedule) -> None:
         self.router, self.schedule = router, schedule
         self.monitors: dict[int, dict[str, Any]] = {}     # id -> spec
+        self.unique: dict[int, dict[str, Any]] = {}       # id -> spec (run by the helper)
+        self.clustered = False                            # set by the master
         self.listeners: list[Listener] = []
         self._ids = itertools.count(1)
         self.tell_helper: Command = lambda command: None   # set by the master
@@ -37,7 +39,9 @@ class Registry:
         `origin` is "master" for what the config and its imports made (a reload
         replaces those) and "child" for what children added at run time (kept)."""
         kind, num = spec["kind"], spec.get("num", -1)
-        if kind in ("timer", "rb_timer"):
+        if spec.get("unique"):
+            self._add_unique(spec, origin)
+        elif kind in ("timer", "rb_timer"):
             self.schedule.add_timer(num, spec["seconds"], spec.get("iterations", 0), origin)
             log.info("signal %d: %s every %g s%s", num, kind.replace("_", ""), spec["seconds"],
                      f", {spec['iterations']} ticks" if spec.get("iterations") else "")
@@ -55,8 +59,10 @@ class Registry:
             log.info("signal %d: PostgreSQL notifications on channel %s", num, spec["channel"])
         elif kind == "del_timer":
             self._forget(self.schedule.del_timers(num), "timers", num)
+            self._del_unique(num, ("timer", "rb_timer"))
         elif kind == "del_cron":
             self._forget(self.schedule.del_crons(num), "crons", num)
+            self._del_unique(num, ("cron",))
         elif kind == "del_file_monitor":
             idents = [i for i, m in self.monitors.items() if m["num"] == num]
             for ident in idents:
@@ -68,11 +74,28 @@ class Registry:
         else:
             log.error("unknown source request %r; ignored", spec)
 
+    def _add_unique(self, spec: dict[str, Any], origin: str) -> None:
+        """A unique timer or cron: the sources helper claims its fires in the cluster."""
+        ident = next(self._ids)
+        self.unique[ident] = {**spec, "id": ident, "origin": origin}
+        self.tell_helper({**self.unique[ident], "kind": "add_unique", "source": spec["kind"]})
+        what = f"every {spec['seconds']:g} s" if "seconds" in spec else \
+            CronSpec(**spec["cron"]).text()
+        log.info("signal %d: unique %s %s (one node of the cluster raises each fire)",
+                 spec["num"], spec["kind"].replace("_", ""), what)
+
+    def _del_unique(self, num: int, kinds: tuple[str, ...]) -> None:
+        for ident in [i for i, u in self.unique.items() if u["num"] == num
+                      and u["kind"] in kinds]:
+            del self.unique[ident]
+            self.tell_helper({"kind": "del_unique", "id": ident})
+
     def boot_sources(self) -> list[object]:
         """What the config and its imports made (a reload replaces these)."""
         made: list[object] = [t for t in self.schedule.timers if t.origin == "master"]
         made += [c for c in self.schedule.crons if c.origin == "master"]
         made += [i for i, m in self.monitors.items() if m["origin"] == "master"]
+        made += [i for i, u in self.unique.items() if u["origin"] == "master"]
         made += list(self.listeners)
         return made
 
@@ -85,6 +108,9 @@ class Registry:
             if isinstance(source, int) and source in self.monitors:
                 del self.monitors[source]
                 self.tell_helper({"kind": "del_monitor", "id": source})
+            if isinstance(source, int) and source in self.unique:
+                del self.unique[source]
+                self.tell_helper({"kind": "del_unique", "id": source})
         self.listeners = [x for x in self.listeners if x not in sources]
 
     def _forget(self, removed: list[object], what: str, num: int) -> None:
@@ -105,7 +131,10 @@ class Registry:
         lines += [f"{m['num']:3d}  file monitor {m['path']}"
                   + (" (recursive)" if m.get("recursive") else "") for m in self.monitors.values()]
         lines += [f"{x.num:3d}  pgnotify channel {x.channel}" for x in self.listeners]
+        lines += [f"{u['num']:3d}  unique {u['kind'].replace('_', '')} "
+                  + (f"every {u['seconds']:g} s" if "seconds" in u
+                     else CronSpec(**u["cron"]).text()) for u in self.unique.values()]
         return lines
 
     def needs_helper(self) -> bool:
-        return bool(self.monitors or self.listeners)
+        return bool(self.monitors or self.listeners or self.clustered)

@@ -1,0 +1,232 @@
+"""The node's side of the cluster, in the sources helper: join, heartbeat, receive.
+
+One thread with one connection.  It claims the signals waiting for this node (marks
+them taken by this run's token), hands them to the helper's main thread, which raises
+each to the local master, and deletes them once raised (`ack`).  So:
+- a signal is deleted only after the local master holds it: never lost by a
+  PostgreSQL restart (after reconnecting, the thread takes back what its token took);
+- the window between "taken" and "raised" falls on the at-most-once side: a run that
+  dies inside it leaves rows taken by its token, and the next run drops them as
+  `uncertain` (counted, logged) instead of running them a second time;
+- a graceful stop puts back what was taken and not raised.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from switchboard.cluster.settings import ClusterConfig
+from switchboard.cluster.state import ClusterState
+from switchboard.cluster.store import Store
+from switchboard.cluster.unique import UniqueSource
+
+log = logging.getLogger("switchboard.cluster")
+
+BATCH = 1000           # signals claimed at once, and most held in the hand-over queue
+_PAUSES = (0.2, 0.5, 1, 2, 5)
+_POLL = 1.0            # seconds: look for waiting signals even without a notification
+
+
+class Receiver:
+    def __init__(self, config: ClusterConfig, state: ClusterState, slot: int,
+                 sources: list[UniqueSource], wake: Callable[[], None]) -> None:
+        self.config, self.state, self.slot, self.wake = config, state, slot, wake
+        self.token = uuid.uuid4()
+        self.inbox: collections.deque[tuple[int, int]] = collections.deque()  # (id, num)
+        self.done: collections.deque[int] = collections.deque()              # ids raised
+        self.sources = {s.ident: s for s in sources}
+        self._changes: collections.deque[tuple[str, object]] = collections.deque()
+        self._stop = threading.Event()
+        self._store: Store | None = None
+        self._first = True
+        self._beat_at = 0.0
+
+    # -- the main thread's side ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True, name="cluster")
+        self.thread.start()
+
+    def add(self, source: UniqueSource) -> None:
+        self._changes.append(("add", source))
+
+    def remove(self, ident: int) -> None:
+        self._changes.append(("remove", ident))
+
+    def stop(self) -> None:
+        """Put back what was taken and not raised, then end the thread."""
+        self._stop.set()
+        self.thread.join(5.0)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures, down_since = 0, 0.0
+        while not self._stop.is_set():
+            try:
+                self._connect()
+                if failures:
+                    log.info("cluster %s: PostgreSQL answers again (after %.1f s)",
+                             self.config.name, time.monotonic() - down_since)
+                failures = 0
+                while not self._stop.is_set():
+                    self._step()
+                self._leave_cleanly()
+            except psycopg.Error as exc:
+                self._drop()
+                if not failures:
+                    down_since = time.monotonic()
+                    log.warning("cluster %s: PostgreSQL connection lost or refused (%s); "
+                                "retrying with backoff, signals wait in PostgreSQL",
+                                self.config.name, " ".join(str(exc).split()))
+                    self.state.set_members([], connected=False)
+                self._stop.wait(_PAUSES[min(failures, len(_PAUSES) - 1)])
+                failures += 1
+
+    def _connect(self) -> None:
+        cfg = self.config
+        store = self._store = Store.connect(cfg.dsn, cfg.schema, cfg.name, 10.0)
+        for node in (cfg.node, "*"):
+            store.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(cfg.channel(node))))
+        store.join(cfg.node, socket.gethostname(), os.getpid())
+        self._beat_at = 0.0
+        if self._first:
+            self._first = False
+            lost = store.forget_uncertain(cfg.node, self.token)
+            if lost:
+                self.state.count(self.slot, "uncertain", len(lost))
+                log.warning("cluster %s: %d signals (%s) were taken by this node's previous "
+                            "run, which ended before it could say whether they ran; "
+                            "dropped as uncertain (a signal runs at most once)",
+                            cfg.name, len(lost), ", ".join(map(str, lost[:20])))
+        else:
+            self._take_back(store)
+        log.info("cluster %s: node %s joined", cfg.name, cfg.node)
+
+    def _take_back(self, store: Store) -> None:
+        """After a lost connection: what this run took is raised or in the inbox."""
+        self._ack(store)
+        queued = {ident for ident, _ in list(self.inbox)}
+        for ident, num, _ in store.taken(self.token):
+            if ident not in queued:
+                self.inbox.append((ident, num))
+        self.wake()
+
+    def _step(self) -> None:
+        store = self._store
+        assert store is not None
+        self._apply_changes()
+        self._ack(store)
+        full = False
+        room = BATCH - len(self.inbox)
+        if room > 0:
+            rows = store.claim(self.config.node, self.token, room, self.config.ttl)
+            self._hand_over(store, rows)
+            full = len(rows) == room
+        now = time.time()
+        self._fire_unique(store, now)
+        if time.monotonic() >= self._beat_at:
+            self._beat(store)
+        self._wait(store, 0.001 if full or len(self.inbox) >= BATCH else self._timeout(now))
+
+    def _hand_over(self, store: Store, rows: list[tuple[int, int, bool]]) -> None:
+        expired = [(ident, num) for ident, num, old in rows if old]
+        if expired:
+            store.ack([ident for ident, _ in expired])
+            self._expired([num for _, num in expired], "this node")
+        fresh = [(ident, num) for ident, num, old in rows if not old]
+        if fresh:
+            self.inbox.extend(fresh)
+            self.wake()
+
+    def _expired(self, nums: list[int], whose: str) -> None:
+        self.state.count(self.slot, "expired", len(nums))
+        log.warning("cluster %s: dropped %d signals (%s) for %s: expired (waited longer "
+                    "than ttl = %g s)", self.config.name, len(nums),
+                    ", ".join(map(str, nums[:20])), whose, self.config.ttl)
+
+    def _ack(self, store: Store) -> None:
+        ids = []
+        while self.done:
+            ids.append(self.done.popleft())
+        if ids:
+            try:
+                store.ack(ids)
+            except psycopg.Error:
+                self.done.extendleft(reversed(ids))    # acked after reconnecting
+                raise
+
+    def _fire_unique(self, store: Store, now: float) -> None:
+        for source in list(self.sources.values()):
+            fire = source.due(now)
+            if fire is None:
+                continue
+            if store.claim_fire(source.key, fire, self.config.node):
+                source.claimed += 1
+                self.state.count(self.slot, "fires_claimed")
+                self.inbox.append((0, source.num))
+                self.wake()
+            else:
+                self.state.count(self.slot, "fires_elsewhere")
+
+    def _beat(self, store: Store) -> None:
+        cfg = self.config
+        self._beat_at = time.monotonic() + cfg.heartbeat
+        store.heartbeat(cfg.node)
+        self.state.set_members(store.members(3 * cfg.heartbeat), connected=True)
+        for node, num in store.expire_absent(cfg.ttl):
+            self._expired([num], f"node {node}")
+        store.prune_fires(max(cfg.ttl, 3600.0))
+
+    def _timeout(self, now: float) -> float:
+        wakes = [_POLL, self._beat_at - time.monotonic()]
+        wakes += [s.next_at - now for s in self.sources.values()]
+        if self.done:
+            wakes.append(0.01)                 # ack soon: it narrows the uncertain window
+        return max(0.0, min(wakes))
+
+    def _wait(self, store: Store, timeout: float) -> None:
+        """Until a notification says something waits for this node, or `timeout`."""
+        for _ in store.conn.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def _apply_changes(self) -> None:
+        while self._changes:
+            what, item = self._changes.popleft()
+            if what == "add" and isinstance(item, UniqueSource):
+                item.start(time.time())
+                self.sources[item.ident] = item
+            elif isinstance(item, int):
+                self.sources.pop(item, None)
+
+    def _leave_cleanly(self) -> None:
+        store = self._store
+        if store is None:
+            return
+        try:
+            self._ack(store)
+            back = store.release(self.token)
+            if back:
+                log.info("cluster %s: %d signals put back for this node's next run",
+                         self.config.name, back)
+        except psycopg.Error as exc:
+            log.warning("cluster %s: could not put back taken signals (%s); the next run "
+                        "drops them as uncertain", self.config.name, exc)
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            with contextlib.suppress(psycopg.Error):
+                store.close()

@@ -1,0 +1,76 @@
+"""What the cluster's processes share with the master: counters and the member list.
+
+An anonymous shared mapping made before the first fork.  Counters are one row per
+slot, written only by the process in that slot (no lock; the master sums the rows).
+The member list is written by the sources helper alone, under a sequence number the
+readers check (odd while it is being written), so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+import time
+from typing import Any
+
+COUNTERS = ("sent", "received", "expired", "uncertain", "fires_claimed", "fires_elsewhere",
+            "send_failures")
+_ROW = 8 * len(COUNTERS)
+_MEMBERS = 64 * 1024            # bytes for the member list (JSON); ~1,000 members
+_HEAD = struct.Struct("QI")     # sequence number, length
+
+
+class ClusterState:
+    def __init__(self, slots: int, name: str, node: str) -> None:
+        self.name, self.node = name, node
+        self._base = slots * _ROW
+        self.mem = mmap.mmap(-1, self._base + _HEAD.size + _MEMBERS)
+        self.rows = memoryview(self.mem)[:self._base].cast("Q")
+        self.connected = True       # in the helper: whether PostgreSQL answers now
+
+    def count(self, slot: int, name: str, n: int = 1) -> None:
+        """Add `n` to this process's counter `name` (only `slot`'s process calls this)."""
+        self.rows[slot * len(COUNTERS) + COUNTERS.index(name)] += n
+
+    def totals(self) -> dict[str, int]:
+        """Each counter summed over every process."""
+        width = len(COUNTERS)
+        return {name: sum(self.rows[i::width]) for i, name in enumerate(COUNTERS)}
+
+    def set_members(self, members: list[tuple[str, float]], connected: bool) -> None:
+        """Publish the member list (the sources helper, after each heartbeat)."""
+        data = json.dumps({"members": members, "connected": connected,
+                           "at": time.time()}).encode()[:_MEMBERS]
+        seq = _HEAD.unpack_from(self.mem, self._base)[0]
+        _HEAD.pack_into(self.mem, self._base, seq + 1, 0)
+        self.mem[self._base + _HEAD.size:self._base + _HEAD.size + len(data)] = data
+        _HEAD.pack_into(self.mem, self._base, seq + 2, len(data))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The last published member list: {"members": [[node, heartbeat]], ...}."""
+        for _ in range(1000):
+            seq, size = _HEAD.unpack_from(self.mem, self._base)
+            if seq % 2:
+                continue
+            data = bytes(self.mem[self._base + _HEAD.size:self._base + _HEAD.size + size])
+            if _HEAD.unpack_from(self.mem, self._base)[0] == seq:
+                return json.loads(data) if data else {"members": [], "connected": False,
+                                                      "at": 0.0}
+        return {"members": [], "connected": False, "at": 0.0}
+
+    def nodes(self) -> list[str]:
+        return [m[0] for m in self.snapshot()["members"]]
+
+    def describe(self) -> dict[str, Any]:
+        """The stats document's `cluster` section, as plain data."""
+        snap = self.snapshot()
+        return {"name": self.name, "node": self.node, "connected": snap["connected"],
+                "members": [{"node": n, "last_heartbeat": round(t, 3)}
+                            for n, t in snap["members"]],
+                **self.totals()}
+
+    def metrics(self) -> dict[str, int]:
+        """Counters for a Prometheus collector: switchboard_cluster_<name>_total."""
+        return {f"switchboard_cluster_{name}_total": value
+                for name, value in self.totals().items()}

@@ -1,0 +1,182 @@
+"""The cluster's data store: every SQL statement the cluster runs, on one connection.
+
+Like APScheduler's data stores, a small interface with PostgreSQL behind it.  Each
+method is one autocommit statement (one round trip, one transaction), so a method
+that returned has committed.  The schema is versioned; nodes that start together
+create it under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+VERSION = 1
+_LOCK = 0x5B_C1_05_7E          # pg_advisory_xact_lock key for creating the schema
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.nodes (
+    cluster text NOT NULL, node text NOT NULL, host text, pid integer,
+    joined timestamptz NOT NULL DEFAULT now(), heartbeat timestamptz, left_at timestamptz,
+    PRIMARY KEY (cluster, node));
+CREATE TABLE IF NOT EXISTS {s}.signals (
+    id bigserial PRIMARY KEY, cluster text NOT NULL, node text NOT NULL,
+    num smallint NOT NULL, sender text NOT NULL, key uuid NOT NULL,
+    raised timestamptz NOT NULL DEFAULT clock_timestamp(), taken_by uuid,
+    UNIQUE (key, node));
+CREATE INDEX IF NOT EXISTS signals_by_node ON {s}.signals (cluster, node, id);
+CREATE TABLE IF NOT EXISTS {s}.fires (
+    cluster text NOT NULL, source text NOT NULL, fire_at double precision NOT NULL,
+    node text NOT NULL, claimed timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cluster, source, fire_at));
+"""
+
+
+class SchemaError(Exception):
+    """The schema in PostgreSQL is one this version cannot use."""
+
+
+class Store:
+    def __init__(self, conn: psycopg.Connection[Any], schema: str, cluster: str) -> None:
+        self.conn, self.cluster = conn, cluster
+        self._s = sql.Identifier(schema)
+
+    @classmethod
+    def connect(cls, dsn: str, schema: str, cluster: str, timeout: float,
+                statement_timeout: float | None = None) -> Store:
+        """A store on a new autocommit connection (psycopg.Error if it cannot)."""
+        options = "" if statement_timeout is None else \
+            f"-c statement_timeout={int(statement_timeout * 1000)}"
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)),
+                               application_name=f"switchboard {cluster}", options=options)
+        return cls(conn, schema, cluster)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _run(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
+        return self.conn.execute(sql.SQL(query).format(s=self._s), params)
+
+    # -- schema and membership ----------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the schema objects if missing; SchemaError if they are newer than us."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._run(statement)
+            row = self._run("SELECT max(version) FROM {s}.schema_version").fetchone()
+            found = row[0] if row else None
+            if found is None:
+                self._run("INSERT INTO {s}.schema_version VALUES (%s)", (VERSION,))
+            elif found > VERSION:
+                raise SchemaError(f"schema version {found} is newer than this "
+                                  f"Switchboard's ({VERSION}); upgrade this node")
+
+    def join(self, node: str, host: str, pid: int) -> None:
+        self._run("INSERT INTO {s}.nodes (cluster, node, host, pid, heartbeat) "
+                  "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (cluster, node) DO UPDATE "
+                  "SET host = excluded.host, pid = excluded.pid, joined = now(), "
+                  "heartbeat = now(), left_at = NULL", (self.cluster, node, host, pid))
+
+    def heartbeat(self, node: str) -> None:
+        self._run("UPDATE {s}.nodes SET heartbeat = now(), left_at = NULL "
+                  "WHERE cluster = %s AND node = %s", (self.cluster, node))
+
+    def leave(self, node: str) -> None:
+        self._run("UPDATE {s}.nodes SET left_at = now() WHERE cluster = %s AND node = %s",
+                  (self.cluster, node))
+
+    def members(self, silence: float) -> list[tuple[str, float]]:
+        """(node, last heartbeat as Unix time) of each member heard within `silence` s."""
+        rows = self._run(
+            "SELECT node, extract(epoch FROM heartbeat)::float8 FROM {s}.nodes "
+            "WHERE cluster = %s AND left_at IS NULL AND heartbeat > now() - make_interval("
+            "secs => %s) ORDER BY node", (self.cluster, silence)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- signals ------------------------------------------------------------------------
+
+    def send(self, num: int, node: str, sender: str, key: uuid.UUID, channel: str) -> bool:
+        """Store `num` for `node` and wake it; False if no such node ever joined.
+
+        Idempotent per `key`: a retry after a lost reply adds nothing."""
+        row = self._run(
+            "WITH known AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND node = %s), "
+            "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
+            "SELECT %s, node, %s, %s, %s FROM known ON CONFLICT DO NOTHING) "
+            "SELECT count(*), pg_notify(%s, %s) FROM known",
+            (self.cluster, node, self.cluster, num, sender, key, channel, node)).fetchone()
+        return bool(row and row[0])
+
+    def send_all(self, num: int, sender: str, key: uuid.UUID, silence: float,
+                 channel: str) -> int:
+        """Store `num` for every member and wake them; how many members."""
+        row = self._run(
+            "WITH live AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND left_at IS NULL "
+            "AND heartbeat > now() - make_interval(secs => %s)), "
+            "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
+            "SELECT %s, node, %s, %s, %s FROM live ON CONFLICT DO NOTHING) "
+            "SELECT count(*), pg_notify(%s, '*') FROM live",
+            (self.cluster, silence, self.cluster, num, sender, key, channel)).fetchone()
+        return int(row[0]) if row else 0
+
+    def claim(self, node: str, token: uuid.UUID, limit: int, ttl: float
+              ) -> list[tuple[int, int, bool]]:
+        """Mark up to `limit` waiting signals for `node` as taken by `token`;
+        (id, num, expired) in the order raised."""
+        rows = self._run(
+            "UPDATE {s}.signals SET taken_by = %s WHERE id IN (SELECT id FROM {s}.signals "
+            "WHERE cluster = %s AND node = %s AND taken_by IS NULL ORDER BY id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, num, raised < now() - make_interval(secs => %s)",
+            (token, self.cluster, node, limit, ttl)).fetchall()
+        return sorted((r[0], r[1], r[2]) for r in rows)
+
+    def taken(self, token: uuid.UUID) -> list[tuple[int, int, bool]]:
+        """Signals `token` took and nobody deleted (after a lost reply)."""
+        rows = self._run("SELECT id, num, false FROM {s}.signals WHERE taken_by = %s",
+                         (token,)).fetchall()
+        return sorted((r[0], r[1], r[2]) for r in rows)
+
+    def ack(self, ids: list[int]) -> None:
+        """Forget signals the local master holds now."""
+        self._run("DELETE FROM {s}.signals WHERE id = ANY(%s)", (ids,))
+
+    def release(self, token: uuid.UUID) -> int:
+        """Put back what `token` took and did not raise (a graceful stop)."""
+        return self._run("UPDATE {s}.signals SET taken_by = NULL WHERE taken_by = %s",
+                         (token,)).rowcount
+
+    def forget_uncertain(self, node: str, token: uuid.UUID) -> list[int]:
+        """Delete what an earlier run of `node` took and may have raised; their numbers."""
+        rows = self._run("DELETE FROM {s}.signals WHERE cluster = %s AND node = %s AND "
+                         "taken_by IS NOT NULL AND taken_by <> %s RETURNING num",
+                         (self.cluster, node, token)).fetchall()
+        return [r[0] for r in rows]
+
+    def expire_absent(self, ttl: float) -> list[tuple[str, int]]:
+        """Delete signals older than `ttl` waiting for a node that is not taking them."""
+        rows = self._run(
+            "DELETE FROM {s}.signals WHERE cluster = %s AND taken_by IS NULL "
+            "AND raised < now() - make_interval(secs => %s) RETURNING node, num",
+            (self.cluster, ttl)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- unique fires -------------------------------------------------------------------
+
+    def claim_fire(self, source: str, fire_at: float, node: str) -> bool:
+        """True if this node is the one that raises `source`'s fire at `fire_at`."""
+        return self._run("INSERT INTO {s}.fires (cluster, source, fire_at, node) "
+                         "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                         (self.cluster, source, fire_at, node)).rowcount == 1
+
+    def prune_fires(self, keep: float) -> None:
+        self._run("DELETE FROM {s}.fires WHERE cluster = %s AND claimed < now() - "
+                  "make_interval(secs => %s)", (self.cluster, keep))
