@@ -26,6 +26,7 @@ from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
 from switchboard.cluster import node
+from switchboard.cluster.state import ClusterState
 from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.errors import ConfigError
@@ -119,7 +120,8 @@ class Master:
         self.ctx.router, self.ctx.registry = self.router, self.registry
         api.install(self.ctx)
         if config.cluster is not None:
-            self.cluster_state = node.join(config.cluster, topo.slots, config.signal_timeout)
+            self.cluster_state = ClusterState(topo.slots, config.cluster.name,
+                                              config.cluster.node)
             self.ctx.cluster = node.sender(config.cluster, self.cluster_state, MASTER_SLOT,
                                            config.signal_timeout, master=True)
             self.registry.clustered = True
@@ -135,6 +137,8 @@ class Master:
     def run(self) -> int:
         """Fork the children and route until stopped; the exit status."""
         setproctitle.setproctitle("switchboard master")
+        if self.config.cluster is not None:     # before any fork: see cluster/node.py
+            node.join(self.config.cluster, self.cluster_state, self.config.signal_timeout)
         self.selector = selectors.DefaultSelector()
         self.wake_fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(self.wake_fds[1], warn_on_full_buffer=False)

@@ -25,7 +25,7 @@ class ClusterError(SwitchboardError):
     """The cluster's PostgreSQL cannot be used at start."""
 
 
-def join(config: ClusterConfig, slots: int, timeout: float) -> ClusterState:
+def join(config: ClusterConfig, state: ClusterState, timeout: float) -> None:
     """Create the schema if missing and join; ClusterError (exit 2) if it cannot."""
     try:
         store = Store.connect(config.dsn, config.schema, config.name, timeout)
@@ -42,11 +42,9 @@ def join(config: ClusterConfig, slots: int, timeout: float) -> ClusterState:
                            f"'{config.schema}': {' '.join(str(exc).split())}") from None
     finally:
         store.close()
-    state = ClusterState(slots, config.name, config.node)
     state.set_members(members, connected=True)
     log.info("cluster %s: node %s joined (%d members: %s)", config.name, config.node,
              len(members), ", ".join(m[0] for m in members))
-    return state
 
 
 def sender(config: ClusterConfig, state: ClusterState, slot: int, timeout: float,
