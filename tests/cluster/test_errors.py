@@ -29,7 +29,7 @@ def test_a_remote_raise_without_cluster_says_so(make_instance):
     (no_cluster, host_port, nodes) = inst.wait_results(3)
     assert no_cluster[0] == "OSError"
     assert "not_in_a_cluster_(add_a_[cluster]_section" in no_cluster[1]
-    assert host_port[0] == "ValueError"
+    assert host_port[0] == "OSError"
     assert "'host:port'" in host_port[1] and "[cluster]" in host_port[1]
     assert nodes[0] == "OSError" and "[cluster]" in nodes[1]
 

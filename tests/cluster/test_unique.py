@@ -56,3 +56,23 @@ def test_unique_needs_no_iterations_and_shows_in_check(make_node):
     res = inst.cli("check", str(inst.config_path))
     assert res.returncode == 0, res.stderr
     assert "71  unique cron */5 * * * *" in res.stdout
+
+
+DECORATED = '''
+import time, sbtest
+from uwsgidecorators import timer
+
+@timer(0.5, signum=72, unique=True)
+def half(num):
+    sbtest.record(num, repr(time.time()))
+'''
+
+
+def test_the_timer_decorator_takes_unique(make_node):
+    nodes = [make_node(n, settings={"workers": 1, "import": ["half"]},
+                       modules={"half": DECORATED}) for n in ("a", "b")]
+    time.sleep(3.2)
+    for inst in nodes:
+        inst.stop()
+    ticks = sorted(math.floor(float(r[1]) * 2) for inst in nodes for r in inst.results())
+    assert len(ticks) >= 4 and len(ticks) == len(set(ticks)), ticks

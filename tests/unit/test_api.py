@@ -371,9 +371,14 @@ def test_signal_checks_its_number(master_ctx, num, exc):
         api.signal(num)
 
 
-def test_a_remote_signal_is_not_supported_yet(master_ctx):
-    with pytest.raises(OSError, match="remote|not supported"):
+def test_uwsgis_host_port_form_is_refused_pointing_to_cluster(master_ctx):
+    with pytest.raises(OSError, match=r"'host:port'.*\[cluster\]"):
         api.signal(1, "10.0.0.1:3031")
+
+
+def test_a_remote_raise_without_cluster_says_so(master_ctx):
+    with pytest.raises(OSError, match=r"not in a cluster \(add a \[cluster\] section"):
+        api.signal(1, "web-2")
 
 
 @pytest.mark.parametrize("kwargs, exc", [

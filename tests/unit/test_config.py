@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from switchboard import config
 from switchboard.config import SETTINGS, Config, from_dict, load
 from switchboard.errors import ConfigError
 
@@ -227,15 +226,9 @@ def test_an_unknown_section_is_an_error_naming_it():
     assert "switchboard" in err.message and "signal" in err.message   # the valid ones
 
 
-SPEC_SECTIONS = {"mule", "timer", "rb_timer", "cron", "file_monitor", "pgnotify", "cluster"}
-
-
-@pytest.mark.parametrize("name", sorted(config._PLANNED_SECTIONS))
-def test_a_planned_section_is_not_supported_yet_naming_it(name):
-    assert name in SPEC_SECTIONS
-    err = error({name: [{"signal": 1}]})
-    assert f"[{name}]" in str(err)
-    assert "not supported yet" in err.message
+def test_cluster_must_be_a_table_naming_it():
+    err = error({"cluster": [{"signal": 1}]})
+    assert err.entry == "[cluster]" and "table" in err.message
 
 
 def test_switchboard_must_be_a_table():
@@ -430,7 +423,7 @@ _signal = st.dictionaries(
     st.one_of(st.sampled_from(["num", "target", "handler"]), st.text(max_size=6)),
     st.one_of(st.integers(-2, 260), _values), max_size=4)
 _documents = st.dictionaries(
-    st.one_of(st.sampled_from(["switchboard", "signal", *sorted(config._PLANNED_SECTIONS)]),
+    st.one_of(st.sampled_from(["switchboard", "signal", "cluster"]),
               st.text(max_size=8)),
     st.one_of(_section, st.lists(_signal, max_size=4), _values),
     max_size=3,

@@ -29,12 +29,12 @@ _PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def check_remote(num: int, remote: object) -> str:
-    """The node name (or "*") of a remote raise; ValueError/TypeError naming it."""
+    """The node name (or "*") of a remote raise; OSError for uWSGI's host:port form."""
     if not isinstance(remote, str):
         raise TypeError(f"signal {num}: remote must be a node name (str), "
                         f"not {type(remote).__name__}")
     if ":" in remote:
-        raise ValueError(f"signal {num} to '{remote}': uWSGI's unauthenticated 'host:port' "
+        raise OSError(f"signal {num} to '{remote}': uWSGI's unauthenticated 'host:port' "
                          "remote signals are not supported; join the instances with "
                          "[cluster] and name the node")
     if not remote:
