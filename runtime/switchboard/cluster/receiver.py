@@ -115,25 +115,32 @@ class Receiver:
         log.info("cluster %s: node %s joined", cfg.name, cfg.node)
 
     def _take_back(self, store: Store) -> None:
-        """After a lost connection: what this run took is raised or in the inbox."""
+        """After a lost connection: what this run took is raised again unless the main
+        thread has it (in the inbox, or raised and waiting in `done` for its ack)."""
         self._ack(store)
-        queued = {ident for ident, _ in list(self.inbox)}
-        for ident, num, _ in store.taken(self.token):
-            if ident not in queued:
-                self.inbox.append((ident, num))
+        taken = store.taken(self.token)
+        have = {ident for ident, _ in list(self.inbox)} | set(list(self.done))
+        self.inbox.extend((ident, num) for ident, num, _ in taken if ident not in have)
         self.wake()
 
     def _step(self) -> None:
         store = self._store
         assert store is not None
         self._apply_changes()
-        self._ack(store)
         full = False
         room = BATCH - len(self.inbox)
         if room > 0:
-            rows = store.claim(self.config.node, self.token, room, self.config.ttl)
+            acked = self._drain_done()
+            try:
+                rows = store.claim(self.config.node, self.token, room, self.config.ttl,
+                                   acked)
+            except psycopg.Error:
+                self.done.extendleft(reversed(acked))   # acked after reconnecting
+                raise
             self._hand_over(store, rows)
             full = len(rows) == room
+        else:
+            self._ack(store)
         now = time.time()
         self._fire_unique(store, now)
         if time.monotonic() >= self._beat_at:
@@ -156,10 +163,14 @@ class Receiver:
                     "than ttl = %g s)", self.config.name, len(nums),
                     ", ".join(map(str, nums[:20])), whose, self.config.ttl)
 
-    def _ack(self, store: Store) -> None:
+    def _drain_done(self) -> list[int]:
         ids = []
         while self.done:
             ids.append(self.done.popleft())
+        return ids
+
+    def _ack(self, store: Store) -> None:
+        ids = self._drain_done()
         if ids:
             try:
                 store.ack(ids)

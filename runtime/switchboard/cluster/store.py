@@ -127,16 +127,17 @@ class Store:
             (self.cluster, silence, self.cluster, num, sender, key, channel)).fetchone()
         return int(row[0]) if row else 0
 
-    def claim(self, node: str, token: uuid.UUID, limit: int, ttl: float
-              ) -> list[tuple[int, int, bool]]:
-        """Mark up to `limit` waiting signals for `node` as taken by `token`;
-        (id, num, expired) in the order raised."""
+    def claim(self, node: str, token: uuid.UUID, limit: int, ttl: float,
+              acked: list[int]) -> list[tuple[int, int, bool]]:
+        """Delete the `acked` rows and mark up to `limit` waiting signals for `node` as
+        taken by `token`, in one transaction; (id, num, expired) in the order raised."""
         rows = self._run(
+            "WITH acked AS (DELETE FROM {s}.signals WHERE id = ANY(%s)) "
             "UPDATE {s}.signals SET taken_by = %s WHERE id IN (SELECT id FROM {s}.signals "
             "WHERE cluster = %s AND node = %s AND taken_by IS NULL ORDER BY id LIMIT %s "
             "FOR UPDATE SKIP LOCKED) "
             "RETURNING id, num, raised < now() - make_interval(secs => %s)",
-            (token, self.cluster, node, limit, ttl)).fetchall()
+            (acked, token, self.cluster, node, limit, ttl)).fetchall()
         return sorted((r[0], r[1], r[2]) for r in rows)
 
     def taken(self, token: uuid.UUID) -> list[tuple[int, int, bool]]:

@@ -103,10 +103,10 @@ class SourcesWork:
                 log.warning("cluster: signal %d waits (%s)", num, exc)
                 self._due = True
                 return
-            inbox.popleft()
-            if ident:
+            if ident:               # in `done` before it leaves the inbox: see _take_back
                 done.append(ident)
                 cluster.state.count(cluster.slot, "received")
+            inbox.popleft()
 
     def _commands(self, data: bytes) -> None:
         self._pending += data
