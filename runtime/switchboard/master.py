@@ -138,10 +138,8 @@ class Master:
         self.alarm = Alarm()        # timers fire on time, not at the next whole ms
         self.selector.register(self.alarm.fd, READ, lambda mask: self.alarm.clear())
         self.relay.start(self.selector, self.channels.wake[0])
-        path = self.config.control and self.config.relative(self.config.control)
-        self.control = control.ControlServer(path or control.default_path(self.config.path),
-                                             self.selector, self._on_request,
-                                             self.config.signal_timeout)
+        self.control = control.ControlServer(control.socket_path(self.config), self.selector,
+                                             self._on_request, self.config.signal_timeout)
         log.info("master pid %d: control socket %s", os.getpid(), self.control.path)
         for slot in self.cheaper.cheap:
             self.router.set_cheap(slot, True)
