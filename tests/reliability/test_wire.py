@@ -24,8 +24,8 @@ from switchboard import api
 
 def spill(num):
     data = bytes.fromhex(open(os.path.join(sbtest.DIR, "junk.hex")).read())
+    sbtest.record("spilling", uwsgi.worker_id(), os.getpid())   # the master may kill us now
     os.write(api._context().sock.fileno(), data)
-    sbtest.record("spilled", uwsgi.worker_id(), os.getpid())
 
 
 def seen(num):
