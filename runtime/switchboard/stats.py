@@ -63,6 +63,7 @@ def _process(master: Master, slot: int, counts: _Counts) -> dict[str, Any]:
         "signal_queue": _queued(master.router.boxes[slot]),
         "respawns": master.respawns[slot],
         "harakiri_count": master.harakiris[slot],
+        "malformed_records": master.malformed[slot],
     }
     role = master.topology.role_of(slot)[0]
     if role is Role.MULE and record["id"] in master.config.programs:
