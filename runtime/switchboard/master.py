@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, control, decorators, loader, stats
+from switchboard import api, binding, control, decorators, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -117,7 +117,7 @@ class Master:
                                  spool_dir=loader.spool_folder(config),
                                  spool_wake=self.channels.spool_wake[1])
         self.ctx.router, self.ctx.registry = self.router, self.registry
-        api.install(self.ctx)
+        binding.install(self.ctx)
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
