@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,24 +22,19 @@ from switchboard.sources.timer import check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
 from switchboard.targets import MASTER_SLOT, Role, parse_target
 
-log = logging.getLogger("switchboard.api")
-
 _ctx: Context | None = None
 post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
 spooler: Callable[[dict[str, Any]], object] | None = None   # runs spool jobs (as uWSGI)
 numproc = 0
+
+# The `uwsgi` API's names, one table for both languages: each is in Python and in the Lua
+# `uwsgi` table (hosts/lua.py converts Lua's arguments; see its docstring to add one).
+NAMES = ("register_signal", "unregister_signal", "signal", "signal_wait", "signal_received",
+         "signal_registered", "worker_id", "mule_id", "i_am_the_spooler", "masterpid",
+         "add_timer", "add_rb_timer", "add_cron", "add_file_monitor", "del_timer", "del_cron",
+         "del_file_monitor", "set_user_harakiri", "spool", "lock", "unlock", "cluster_nodes")
 SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE = spool_files.SPOOL_OK, spool_files.SPOOL_RETRY, \
     spool_files.SPOOL_IGNORE
-
-
-def install(ctx: Context) -> None:
-    """Bind the API to this process (called by the runtime, never by users)."""
-    global _ctx, numproc
-    from switchboard import decorators
-    _ctx = ctx
-    numproc = ctx.topology.workers
-    sys.modules["uwsgi"] = sys.modules[__name__]
-    sys.modules["uwsgidecorators"] = decorators
 
 
 def _context() -> Context:
@@ -250,12 +243,3 @@ def _user_lock(n: object) -> int:
     if not 0 <= n < USER_LOCKS:
         raise ValueError(f"lock number {n} is out of range [0, {USER_LOCKS - 1}]")
     return n + 1
-
-
-def run_postfork_hooks() -> None:
-    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child."""
-    from switchboard import decorators
-    for func in decorators.postfork_chain:
-        func()
-    if post_fork_hook is not None:
-        post_fork_hook()

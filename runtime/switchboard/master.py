@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, control, decorators, loader, stats
+from switchboard import api, binding, control, decorators, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -119,7 +119,7 @@ class Master:
                                  spool_dir=loader.spool_folder(config),
                                  spool_wake=self.channels.spool_wake[1])
         self.ctx.router, self.ctx.registry = self.router, self.registry
-        api.install(self.ctx)
+        binding.install(self.ctx)
         if config.cluster is not None:
             self.cluster_state = ClusterState(topo.slots, config.cluster.name,
                                               config.cluster.node)

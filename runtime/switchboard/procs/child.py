@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import api, hosts
+from switchboard import binding, hosts
 from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
@@ -156,7 +156,7 @@ class Child(Context):
     def run(self) -> int:
         """Boot (postfork hooks) and serve; the exit status."""
         try:
-            api.run_postfork_hooks()
+            binding.run_postfork_hooks()
         except Exception:
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
@@ -535,7 +535,7 @@ def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.so
     unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
     unix.signal(unix.SIGHUP, unix.SIG_IGN)
     child.setup(sock, groups, drained_fd, signal_timeout)
-    api.install(child)
+    binding.install(child)
     return child.run()
 
 

@@ -1,0 +1,37 @@
+"""Binding the `uwsgi` API to a process: the runtime's side, kept off the `uwsgi` module.
+
+User code sees `uwsgi` (api.py) and `uwsgidecorators` (decorators.py); what only the
+runtime calls (installing them, running the postfork chain) lives here, so neither is a
+public name of `uwsgi`, as in uWSGI.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from switchboard import api, decorators
+from switchboard.context import Context
+from switchboard.hosts import lua
+from switchboard.targets import Role
+
+# uWSGI runs the postfork chain in these only (not in our sources helper)
+POSTFORK_ROLES = (Role.WORKER, Role.MULE, Role.SPOOLER)
+
+
+def install(ctx: Context) -> None:
+    """Bind the API to this process and make it importable as `uwsgi`/`uwsgidecorators`."""
+    api._ctx = ctx
+    api.numproc = ctx.topology.workers
+    sys.modules["uwsgi"] = api
+    sys.modules["uwsgidecorators"] = decorators
+    lua.use_api(api)
+
+
+def run_postfork_hooks() -> None:
+    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child."""
+    if api._context().role not in POSTFORK_ROLES:
+        return
+    for func in decorators.postfork_chain:
+        func()
+    if api.post_fork_hook is not None:
+        api.post_fork_hook()
