@@ -83,7 +83,10 @@ class Receiver:
                 while not self._stop.is_set():
                     self._step()
                 self._leave_cleanly()
-            except psycopg.Error as exc:
+            except Exception as exc:     # psycopg's errors, and any bug: never end quietly
+                if not isinstance(exc, psycopg.Error):
+                    log.exception("cluster %s: the receiver failed; starting it again",
+                                  self.config.name)
                 self._drop()
                 if not failures:
                     down_since = time.monotonic()
