@@ -15,6 +15,12 @@ from switchboard import hosts
 from switchboard import spool as spool_files
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
+from switchboard.messages import farm_get_msg as farm_get_msg
+from switchboard.messages import farm_msg as farm_msg
+from switchboard.messages import in_farm as in_farm
+from switchboard.messages import mule_get_msg as mule_get_msg
+from switchboard.messages import mule_msg as mule_msg
+from switchboard.messages import mule_msg_recv_size as mule_msg_recv_size
 from switchboard.shared import SIGNALS, USER_LOCKS
 from switchboard.sources import cron, paths
 from switchboard.sources.timer import check_iterations, check_period
@@ -24,6 +30,7 @@ from switchboard.targets import MASTER_SLOT, Role, parse_target
 _ctx: Context | None = None
 post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
 spooler: Callable[[dict[str, Any]], object] | None = None   # runs spool jobs (as uWSGI)
+mule_msg_hook: Callable[[bytes], object] | None = None     # a mule without program: messages
 numproc = 0
 
 # The `uwsgi` API's names, one table for both languages: each is in Python and in the Lua
@@ -31,7 +38,10 @@ numproc = 0
 NAMES = ("register_signal", "unregister_signal", "signal", "signal_wait", "signal_received",
          "signal_registered", "worker_id", "mule_id", "i_am_the_spooler", "masterpid",
          "add_timer", "add_rb_timer", "add_cron", "add_file_monitor", "del_timer", "del_cron",
-         "del_file_monitor", "set_user_harakiri", "spool", "lock", "unlock")
+         "del_file_monitor", "set_user_harakiri", "spool", "lock", "unlock",
+         # mule messages (messages.py)
+         "mule_msg", "mule_get_msg", "farm_msg", "farm_get_msg", "in_farm",
+         "mule_msg_recv_size")
 SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE = spool_files.SPOOL_OK, spool_files.SPOOL_RETRY, \
     spool_files.SPOOL_IGNORE
 
