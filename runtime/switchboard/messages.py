@@ -80,7 +80,7 @@ class Queues:
 
 # -- the API (re-exported by api.py) ---------------------------------------------------
 
-def mule_msg(msg: str | bytes, mule: int | str | None = None) -> bool:
+def mule_msg(msg: str | bytes, mule: int | str | bytes | None = None) -> bool:
     """Queue `msg` for mule N, any mule (0 or None) or a farm (its name); False if the
     queue stayed full for signal-timeout."""
     ctx = current()
@@ -88,6 +88,8 @@ def mule_msg(msg: str | bytes, mule: int | str | None = None) -> bool:
     if mule is None or (mule == 0 and not isinstance(mule, bool)):
         assert queues.shared is not None        # _queues() checked
         return _send(ctx, queues.shared[0], _bytes(msg), "any mule")
+    if isinstance(mule, bytes):     # uWSGI on Python 3 takes a farm name only as bytes
+        mule = mule.decode()
     if isinstance(mule, str):
         return _send(ctx, _farm(queues, mule, ctx), _bytes(msg), f"farm '{mule}'")
     if isinstance(mule, bool) or not isinstance(mule, int):
@@ -97,9 +99,11 @@ def mule_msg(msg: str | bytes, mule: int | str | None = None) -> bool:
     return _send(ctx, queues.mules[mule][0], _bytes(msg), f"mule {mule}")
 
 
-def farm_msg(farm: str, msg: str | bytes) -> bool:
+def farm_msg(farm: str | bytes, msg: str | bytes) -> bool:
     """Queue `msg` for the first free mule of `farm`; False if it stayed full."""
     ctx = current()
+    if isinstance(farm, bytes):
+        farm = farm.decode()
     if not isinstance(farm, str):
         raise TypeError(f"farm must be a farm name, not {type(farm).__name__}")
     return _send(ctx, _farm(_queues(ctx, "farm_msg"), farm, ctx), _bytes(msg),
