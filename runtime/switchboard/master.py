@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, binding, control, decorators, loader, stats
+from switchboard import api, binding, control, decorators, ini, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -118,6 +118,7 @@ class Master:
                                  spool_wake=self.channels.spool_wake[1])
         self.ctx.router, self.ctx.registry = self.router, self.registry
         binding.install(self.ctx)
+        api.opt = ini.uwsgi_opt(config)
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
@@ -360,6 +361,11 @@ class Master:
                         "only in %s (pid %d)", num, name, pid)
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
+            return
+        if slot == 1 and self.config.pyrun and booted and not child.replacing:
+            code = os.waitstatus_to_exitcode(status)
+            log.info("pyrun script %s ended (%s): stopping", self.config.pyrun, how)
+            self.stop("the pyrun script ended", code=code if code >= 0 else 128 - code)
             return
         if child.replacing:
             log.info("reload: %s (pid %d) %s; starting its replacement", name, pid, how)

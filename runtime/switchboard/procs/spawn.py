@@ -75,6 +75,8 @@ def _make_child(master: Master, slot: int, role: Role, ident: int) -> Child:
     child = Child(role, ident, slot, master.topology, master.shared, master.table,
                   ctx.masterpid, dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
                   spool_wake=ctx.spool_wake)
+    if role is Role.WORKER and ident == 1 and master.config.pyrun:
+        child.script = master.config.relative(master.config.pyrun)
     if role is Role.MULE:
         child.program = master.programs.get(ident)
     elif role is Role.SPOOLER:
