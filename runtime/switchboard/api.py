@@ -15,7 +15,10 @@ from switchboard.api_instance import (  # noqa: F401 - the uwsgi module's names
     hostname,
     is_locked,
     log,
+    mem,
+    micros,
     reload,
+    setprocname,
     started_on,
     stop,
     version,
@@ -65,10 +68,11 @@ def _context() -> Context:
     return _ctx
 
 
-def register_signal(num: int, target: str, handler: Callable[[int], Any] | str, /) -> None:
-    """Set what signal `num` runs and where; replaces an earlier registration."""
+def register_signal(signum: int, who: str, handler: Callable[[int], Any] | str, /) -> None:
+    """Set what signal `signum` runs and where (`who`: the target); replaces an earlier
+    registration."""
     ctx = _context()
-    num = check_signum(num)
+    num, target = check_signum(signum), who
     tgt = parse_target(target, ctx.topology)
     if isinstance(handler, str):
         hosts.resolve(handler)
@@ -96,20 +100,20 @@ def unregister_signal(num: int, /) -> bool:
     return ctx.table.unregister(check_signum(num))
 
 
-def signal_registered(num: int, /) -> bool | None:
-    """True if `num` has a handler, else None (as uWSGI)."""
-    return True if _context().table.get(check_signum(num)) is not None else None
+def signal_registered(signum: int, /) -> bool | None:
+    """True if `signum` has a handler, else None (as uWSGI)."""
+    return True if _context().table.get(check_signum(signum)) is not None else None
 
 
-def signal(num: int, remote: str | None = None, /) -> None:
-    """Raise signal `num`: returns once the master holds it, OSError if it cannot."""
-    if type(num) is int and 0 <= num < SIGNALS and remote is None and _ctx is not None:
-        _ctx.raise_signal(num)      # the hot path: what the checks below would allow
+def signal(signum: int, node: str = "", /) -> None:
+    """Raise signal `signum`: returns once the master holds it, OSError if it cannot."""
+    if type(signum) is int and 0 <= signum < SIGNALS and not node and _ctx is not None:
+        _ctx.raise_signal(signum)   # the hot path: what the checks below would allow
         return
     ctx = _context()
-    num = check_signum(num)
-    if remote is not None:
-        raise OSError(f"signal {num} to '{remote}': remote signals are not supported yet")
+    num = check_signum(signum)
+    if node:
+        raise OSError(f"signal {num} to '{node}': remote signals are not supported yet")
     ctx.raise_signal(num)
 
 
@@ -152,32 +156,32 @@ def masterpid() -> int:
     return _context().masterpid
 
 
-def add_timer(num: int, seconds: float, /, iterations: int = 0) -> None:
-    """Raise `num` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
-    _add_source("timer", num, seconds=check_period(seconds),
+def add_timer(signum: int, seconds: float, /, iterations: int = 0) -> None:
+    """Raise `signum` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
+    _add_source("timer", signum, seconds=check_period(seconds),
                 iterations=check_iterations(iterations))
 
 
-def add_rb_timer(num: int, seconds: float, iterations: int = 0, /) -> None:
+def add_rb_timer(signum: int, seconds: float, iterations: int = 0, /) -> None:
     """uWSGI's user-space timer: here the same machinery as add_timer()."""
-    _add_source("rb_timer", num, seconds=check_period(seconds),
+    _add_source("rb_timer", signum, seconds=check_period(seconds),
                 iterations=check_iterations(iterations))
 
 
-def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int, /
+def add_cron(signum: int, minute: int, hour: int, day: int, month: int, weekday: int, /
              ) -> bool:
-    """Raise `num` in each local minute matching uWSGI's cron integers; True."""
+    """Raise `signum` in each local minute matching uWSGI's cron integers; True."""
     spec = cron.from_ints(minute, hour, day, month, weekday)
-    _add_source("cron", num, cron=dataclasses.asdict(spec))
+    _add_source("cron", signum, cron=dataclasses.asdict(spec))
     return True
 
 
-def add_file_monitor(num: int, path: str, /, iterations: int = 0,
+def add_file_monitor(signum: int, filename: str, /, iterations: int = 0,
                      recursive: bool = False) -> None:
-    """Raise `num` when the file or directory at `path` changes (it may not exist yet)."""
+    """Raise `signum` when the file or directory `filename` changes (it may not exist yet)."""
     if not isinstance(recursive, bool):
         raise TypeError(f"recursive must be a bool, not {type(recursive).__name__}")
-    _add_source("file_monitor", num, path=paths.check_path(path),
+    _add_source("file_monitor", signum, path=paths.check_path(filename),
                 iterations=check_iterations(iterations), recursive=recursive)
 
 

@@ -70,3 +70,22 @@ def is_locked(lock_num: int = 0, /) -> bool:
         return True
     fcntl.lockf(fd, fcntl.LOCK_UN, 1, n)
     return False
+
+
+def micros() -> int:
+    """The current time in microseconds (as uWSGI's micros())."""
+    return time.time_ns() // 1000
+
+
+def mem() -> tuple[int, int]:
+    """This process's (rss, vsz) in bytes."""
+    with open("/proc/self/statm") as f:
+        vsz_pages, rss_pages = (int(x) for x in f.read().split()[:2])
+    page = os.sysconf("SC_PAGE_SIZE")
+    return rss_pages * page, vsz_pages * page
+
+
+def setprocname(name: str, /) -> None:
+    """Set this process's title (what ps shows)."""
+    import setproctitle
+    setproctitle.setproctitle(name)

@@ -24,7 +24,10 @@ def _spool_context(name: str) -> Context:
     return ctx
 
 
-def spool(message_dict: dict[Any, Any] | bytes | None = None, /, **kwargs: Any) -> bytes:
+_NO_DICT: dict[Any, Any] = {}      # spool(**kwargs): the job is in the keywords
+
+
+def spool(message_dict: dict[Any, Any] | bytes = _NO_DICT, /, **kwargs: Any) -> bytes:
     """Store a job for the spooler (durably, before returning); the job file's path."""
     ctx = _spool_context("spool")
     job = spool_files.make_job(message_dict, **kwargs)
