@@ -56,13 +56,14 @@ def load(path: str) -> config_mod.Config:
 def parse(path: str, text: str) -> dict[str, str | list[str]]:
     """The `[uwsgi]` section's options, magic expanded; a repeated option is a list."""
     options: dict[str, str | list[str]] = {}
-    section = None
+    section, seen = None, False
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
         if line.startswith("[") and line.endswith("]"):
             section = line[1:-1].strip()
+            seen = seen or section == "uwsgi"
             continue
         if section != "uwsgi":
             continue
@@ -77,7 +78,7 @@ def parse(path: str, text: str) -> dict[str, str | list[str]]:
             options[key] = value
         else:
             options[key] = (earlier if isinstance(earlier, list) else [earlier]) + [value]
-    if section is None and not options:
+    if not seen:
         raise ConfigError(path, "no [uwsgi] section")
     return options
 
