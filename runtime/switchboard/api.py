@@ -36,6 +36,12 @@ from switchboard.api_spool import (  # noqa: F401 - the uwsgi module's names
 )
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
+from switchboard.messages import farm_get_msg as farm_get_msg
+from switchboard.messages import farm_msg as farm_msg
+from switchboard.messages import in_farm as in_farm
+from switchboard.messages import mule_get_msg as mule_get_msg
+from switchboard.messages import mule_msg as mule_msg
+from switchboard.messages import mule_msg_recv_size as mule_msg_recv_size
 from switchboard.shared import SIGNALS, USER_LOCKS
 from switchboard.sources import cron, paths
 from switchboard.sources.timer import check_iterations, check_period
@@ -45,6 +51,7 @@ from switchboard.targets import MASTER_SLOT, Role, parse_target
 _ctx: Context | None = None
 post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
 spooler: Callable[[dict[Any, bytes]], object] | None = None   # runs spool jobs (as uWSGI)
+mule_msg_hook: Callable[[bytes], object] | None = None     # a mule without program: messages
 numproc = 0
 opt: dict[str, Any] = {}        # the instance's options, as uWSGI's (api_instance.options)
 spoolers: tuple[bytes, ...] = ()
@@ -56,8 +63,12 @@ NAMES = ("register_signal", "unregister_signal", "signal", "signal_wait", "signa
          "signal_registered", "worker_id", "mule_id", "i_am_the_spooler", "masterpid",
          "add_timer", "add_rb_timer", "add_cron", "add_file_monitor", "del_timer", "del_cron",
          "del_file_monitor", "set_user_harakiri", "spool", "lock", "unlock",
+         # the spooler (api_spool.py), the instance (api_instance.py)
          "send_to_spooler", "spooler_jobs", "spooler_pid", "spooler_pids", "spooler_dir",
-         "spooler_get_task", "set_spooler_frequency", "is_locked", "reload", "stop")
+         "spooler_get_task", "set_spooler_frequency", "is_locked", "reload", "stop",
+         # mule messages (messages.py)
+         "mule_msg", "mule_get_msg", "farm_msg", "farm_get_msg", "in_farm",
+         "mule_msg_recv_size")
 SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE = spool_files.SPOOL_OK, spool_files.SPOOL_RETRY, \
     spool_files.SPOOL_IGNORE
 

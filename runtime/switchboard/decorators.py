@@ -1,12 +1,15 @@
-"""`uwsgidecorators` for Switchboard: the signal decorators of uWSGI's module.
+"""`uwsgidecorators` for Switchboard: the decorators of uWSGI's module.
 
-As in uWSGI, `from uwsgidecorators import *` also brings `uwsgi`.
+As in uWSGI, `from uwsgidecorators import *` brings every module-level name, `uwsgi`
+included (code relies on it), and extra keywords a decorator does not know are ignored.
 """
 
 from __future__ import annotations
 
 import functools
 import pickle
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,14 +26,23 @@ def get_free_signal() -> int:
 
 
 class postfork:  # noqa: N801 - uWSGI's name
-    """Run the function in every child right after it is forked."""
+    """Run the function in every worker, mule and spooler right after it is forked;
+    `@postfork(N)`: in worker N only (as uWSGI)."""
 
-    def __init__(self, f: Callable[[], object]) -> None:
-        self.f = f
-        postfork_chain.append(f)
+    def __init__(self, f: Callable[[], object] | int) -> None:
+        self.f: Callable[[], object] | None = f if callable(f) else None
+        self.wid = 0 if callable(f) else f
+        postfork_chain.append(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> object:
-        return self.f(*args, **kwargs)
+        if self.f is None:          # @postfork(N) applied to the function
+            self.f = args[0]
+            return self
+        if args or kwargs:          # called directly, as the function it decorates
+            return self.f(*args, **kwargs)
+        if self.wid > 0 and self.wid != uwsgi.worker_id():
+            return None
+        return self.f()
 
 
 class signal:  # noqa: N801 - uWSGI's name
@@ -46,11 +58,12 @@ class signal:  # noqa: N801 - uWSGI's name
 
 
 class _source:  # noqa: N801
-    """Register the function for a signal (`signum`, or the lowest free one) and add
-    the source that raises it."""
+    """Register the function for a signal (`signum`, or the lowest free one when it is
+    -1, the default, or None) and add the source that raises it."""
 
-    def __init__(self, *args: Any, target: str = "", signum: int | None = None) -> None:
-        self.num = get_free_signal() if signum is None else signum
+    def __init__(self, *args: Any, target: str = "", signum: int | None = -1,
+                 **ignored: Any) -> None:
+        self.num = get_free_signal() if signum is None or signum == -1 else signum
         self.target, self.args = target, args
 
     def __call__(self, f: F) -> F:
@@ -228,7 +241,172 @@ def spoolforever(f: Callable[..., Any] | None = None, pass_arguments: bool = Fal
     return spool_decorate(f, pass_arguments, _spoolforever)
 
 
-__all__ = ["uwsgi", "get_free_signal", "postfork", "signal", "postfork_chain", "spool",
-           "spoolforever", "spoolraw", "spooler_functions", "manage_spool_request",
-           "postfork_chain_hook", "spool_decorate", "timer",
-           "rbtimer", "cron", "filemon", "lock", "harakiri"]
+
+class thread:  # noqa: N801
+    """`@thread`: each call runs the function in a new daemon thread (as uWSGI)."""
+
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+        functools.update_wrapper(self, f)
+
+    def __call__(self, *args: Any) -> Callable[..., Any]:
+        threading.Thread(target=self.f, args=args, daemon=True).start()
+        return self.f
+
+
+# -- mules: @mulefunc, @mule, @muleloop, @mulemsg, @farm (uWSGI's semantics) ------------
+
+mule_functions: dict[str, Callable[..., Any]] = {}
+
+
+class mulefunc:  # noqa: N801
+    """`@mulefunc`, `@mulefunc(N)`, `@mulefunc("farm")`: calling the function sends the
+    call (pickled) to any mule, mule N or the farm, whose mule_msg_hook runs it."""
+
+    def __init__(self, f: Callable[..., Any] | int | str, **ignored: Any) -> None:
+        self.fname: str | None = None
+        self.mule: int | str = 0
+        if callable(f):
+            self._bind(f)
+        else:
+            self.mule = f
+
+    def _bind(self, f: Callable[..., Any]) -> None:
+        self.fname = f.__name__
+        mule_functions[f.__name__] = f
+
+    def real_call(self, *args: Any, **kwargs: Any) -> bool:
+        return uwsgi.mule_msg(pickle.dumps({"service": "uwsgi_mulefunc", "func": self.fname,
+                                            "args": args, "kwargs": kwargs}), self.mule)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fname is None:      # @mulefunc(N) applied to the function
+            self._bind(args[0])
+            return self.real_call
+        return self.real_call(*args, **kwargs)
+
+
+def mule_msg_dispatcher(message: bytes) -> Any:
+    """uwsgi.mule_msg_hook: run the @mulefunc call a message carries."""
+    msg = pickle.loads(message)
+    if msg["service"] == "uwsgi_mulefunc":
+        return mule_functions[msg["func"]](*msg["args"], **msg["kwargs"])
+    return None
+
+
+uwsgi.mule_msg_hook = mule_msg_dispatcher
+
+
+def _fail_mule(exc: BaseException) -> None:
+    """A mule's function raised: print it and end the mule (it is respawned), as uWSGI."""
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+    raise SystemExit(1)
+
+
+class MuleProgram:
+    """A postfork chain entry that is a mule's program: the mule runs it once it is up
+    (binding.run_postfork_hooks), as its program (signals run inside its waits)."""
+
+    num = 0
+
+    def runs_here(self) -> bool:
+        return uwsgi.mule_id() == self.num
+
+
+class mule_brain(MuleProgram):  # noqa: N801
+    """In the postfork chain: run the function once in mule `num`."""
+
+    def __init__(self, f: Callable[[], object], num: int) -> None:
+        self.f, self.num = f, num
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            try:
+                self.f()
+            except Exception as exc:
+                _fail_mule(exc)
+
+
+class mule_brainloop(mule_brain):  # noqa: N801
+    """... and forever."""
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            while True:
+                try:
+                    self.f()
+                except Exception as exc:
+                    _fail_mule(exc)
+
+
+class mule:  # noqa: N801
+    """`@mule(N)`: mule N runs the function once after its fork."""
+
+    def __init__(self, num: int, **ignored: Any) -> None:
+        self.num = num
+
+    def __call__(self, f: Callable[[], object]) -> None:
+        postfork_chain.append(mule_brain(f, self.num))
+
+
+class muleloop(mule):  # noqa: N801
+    """`@muleloop(N)`: mule N runs the function over and over."""
+
+    def __call__(self, f: Callable[[], object]) -> None:
+        postfork_chain.append(mule_brainloop(f, self.num))
+
+
+class mulemsg_loop(MuleProgram):  # noqa: N801
+    """In the postfork chain: mule `num` hands every message it receives to `f`."""
+
+    def __init__(self, f: Callable[[bytes], object], num: int) -> None:
+        self.f, self.num = f, num
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            while True:
+                message = uwsgi.mule_get_msg()
+                if message:
+                    self.f(message)
+
+
+class mulemsg:  # noqa: N801
+    """`@mulemsg(N)`: mule N calls the function with each message it receives."""
+
+    def __init__(self, num: int, **ignored: Any) -> None:
+        self.num = num
+
+    def __call__(self, f: Callable[[bytes], object]) -> None:
+        postfork_chain.append(mulemsg_loop(f, self.num))
+
+
+class farm_loop(MuleProgram):  # noqa: N801
+    """In the postfork chain: each mule of farm `farm` hands it the farm's messages."""
+
+    def __init__(self, f: Callable[[bytes], object], farm: str | None) -> None:
+        self.f, self.farm = f, farm
+
+    def runs_here(self) -> bool:
+        return uwsgi.mule_id() != 0 and bool(uwsgi.in_farm(self.farm))
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == 0 or not uwsgi.in_farm(self.farm):
+            return
+        while True:
+            message = uwsgi.farm_get_msg()
+            if message:
+                self.f(message)
+
+
+class farm:  # noqa: N801
+    """`@farm(name)`: every mule of the farm calls the function with each farm message
+    it takes (one mule per message)."""
+
+    def __init__(self, name: str | None = None, **ignored: Any) -> None:
+        self.name = name
+
+    def __call__(self, f: Callable[[bytes], object]) -> None:
+        postfork_chain.append(farm_loop(f, self.name))
+
+
+farmloop = farm     # the issue's spelling; uWSGI 2.0.31 has only @farm (already a loop)

@@ -29,6 +29,7 @@ from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
+from switchboard.messages import Queues
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
 from switchboard.relay import Relay
@@ -115,7 +116,9 @@ class Master:
         self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
                                  spool_dir=loader.spool_folder(config),
-                                 spool_wake=self.channels.spool_wake[1])
+                                 spool_wake=self.channels.spool_wake[1],
+                                 queues=Queues.create(topo),
+                                 signal_timeout=config.signal_timeout)
         self.ctx.router, self.ctx.registry = self.router, self.registry
         binding.install(self.ctx)
         api.opt = ini.uwsgi_opt(config)

@@ -145,8 +145,15 @@ def _due(folder: str, names: list[str] | None = None) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 mtime = os.stat(path).st_mtime_ns
                 if mtime <= now * 1e9:
-                    stamped.append((mtime, path))
-    return [p for _, p in sorted(stamped)]
+                    stamped.append((mtime, _written_ns(name), path))
+    return [p for _, _, p in sorted(stamped)]
+
+
+def _written_ns(name: str) -> int:
+    """The write time a job's name ends with: orders jobs whose mtimes tie (the clock
+    behind mtime ticks in milliseconds)."""
+    tail = name.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 @contextlib.contextmanager

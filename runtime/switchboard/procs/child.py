@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import binding, hosts
+from switchboard import api, binding, hosts, messages
 from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
@@ -65,7 +65,7 @@ from switchboard.shared import (
     RecordView,
 )
 from switchboard.table import HandlerKind
-from switchboard.targets import MASTER_SLOT
+from switchboard.targets import MASTER_SLOT, Role
 
 log = logging.getLogger("switchboard.child")
 
@@ -134,6 +134,8 @@ class Child(Context):
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
+        self._msg_fds: set[int] = set()             # message queues the poll watches
+        self._inbox: list[socket.socket] = []       # what mule_msg_hook is handed
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
@@ -157,7 +159,7 @@ class Child(Context):
     def run(self) -> int:
         """Boot (postfork hooks) and serve; the exit status."""
         try:
-            binding.run_postfork_hooks()
+            programs = binding.run_postfork_hooks()
         except Exception:
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
@@ -169,12 +171,17 @@ class Child(Context):
             return BOOT_ERROR
         self.record.status = IDLE
         self.record.last_active = time.monotonic()
+        if self.program is not None:
+            programs.append(self.program)
+        if self.role is Role.MULE and not programs and api.mule_msg_hook:
+            self._inbox = self.queues.receivers(self.ident, self.topology)
+            self._watch(self._inbox)
         self._send(record(READY))
         try:
             if self.script:
                 return self._run_script(self.script)
-            if self.program is not None:
-                self._run_program(self.program)
+            for program in programs:
+                self._run_program(program)
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
@@ -220,6 +227,8 @@ class Child(Context):
                 raise SystemExit(0)
             num = self._read_now()          # own channel first
             if num is None:
+                if self._inbox and want == NEVER and self._hand_message():
+                    continue
                 waited = self._wait(deadline)
                 if waited is None:
                     return None
@@ -227,6 +236,66 @@ class Child(Context):
                     self._run_background()
             elif self._dispatch(num, want):
                 return num
+
+    # -- mule messages (messages.py) -----------------------------------------------------
+
+    def _hand_message(self) -> bool:
+        """A mule without a program: hand one waiting message to uwsgi.mule_msg_hook
+        (as uWSGI); False if none waits.  With no hook set, messages stay queued."""
+        hook = api.mule_msg_hook
+        if hook is None:
+            self._unwatch(self._inbox)
+            self._inbox = []
+            return False
+        msg = messages.take(self._inbox, messages.RECV_SIZE)
+        if msg is None:
+            return False
+        rec = self.record
+        rec.status, rec.started = BUSY, time.monotonic()
+        try:
+            hook(msg)
+        except Exception:
+            log.exception("%s: mule_msg_hook failed on a message of %d bytes",
+                          self._name(), len(msg))
+        finally:
+            rec.status, rec.user_harakiri = IDLE, 0.0
+            rec.last_active = time.monotonic()
+        return True
+
+    def receive(self, socks: list[socket.socket], size: int, deadline: float | None,
+                signals: bool) -> bytes | None:
+        """mule_get_msg(): a message, or None once a signal ran (as uWSGI) or at
+        `deadline`; without `signals`, signals wait in their channels."""
+        if not signals:
+            return messages.wait_for(socks, size, deadline)
+        added = self._watch(socks)
+        try:
+            while True:
+                if self.stopping:
+                    raise SystemExit(0)
+                msg = messages.take(socks, size)
+                if msg is not None:
+                    return msg
+                num = self._read_now()
+                if num is not None:
+                    self._dispatch(num, NEVER)
+                    return None
+                if self._wait(deadline) is None:
+                    return None
+        finally:
+            self._unwatch(added)
+
+    def _watch(self, socks: list[socket.socket]) -> list[socket.socket]:
+        added = [s for s in socks if s.fileno() not in self._msg_fds]
+        for sock in added:
+            self._poll.register(sock.fileno(), select.POLLIN)
+            self._msg_fds.add(sock.fileno())
+        return added
+
+    def _unwatch(self, socks: list[socket.socket]) -> None:
+        for sock in socks:
+            self._poll.unregister(sock.fileno())
+            self._msg_fds.discard(sock.fileno())
 
     def _run_background(self) -> None:
         assert self.background is not None
@@ -257,6 +326,8 @@ class Child(Context):
                 self._alarm.clear()
             elif background is not None and fd in background.fds:
                 background.woken(fd)
+            elif fd in self._msg_fds:
+                continue                # a message: the caller takes it
             else:
                 self._readable[self._fds.index(fd)] = True
         return _AGAIN
