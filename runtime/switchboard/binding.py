@@ -24,8 +24,11 @@ def install(ctx: Context) -> None:
     api._ctx = ctx
     set_current(ctx)
     api.numproc = ctx.topology.workers
+    api.spoolers = (ctx.spool_dir.encode(),) if ctx.spool_dir else ()
+    api.decorators = decorators       # type: ignore[attr-defined]  # uWSGI's alias
     sys.modules["uwsgi"] = api
     sys.modules["uwsgidecorators"] = decorators
+    decorators.install_hooks()        # as importing uWSGI's uwsgidecorators does
     lua.use_api(api)
 
 
@@ -45,6 +48,7 @@ def run_postfork_hooks() -> list[Callable[[], object]]:
                 programs.append(func)
         else:
             func()
-    if api.post_fork_hook is not None:
-        api.post_fork_hook()
+    hook = api.post_fork_hook
+    if hook is not None and hook is not decorators.postfork_chain_hook:   # ran just above
+        hook()
     return programs

@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, binding, control, decorators, loader, stats
+from switchboard import api, binding, control, decorators, ini, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -121,6 +121,7 @@ class Master:
                                  signal_timeout=config.signal_timeout)
         self.ctx.router, self.ctx.registry = self.router, self.registry
         binding.install(self.ctx)
+        api.opt = ini.uwsgi_opt(config)
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
@@ -363,6 +364,11 @@ class Master:
                         "only in %s (pid %d)", num, name, pid)
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
+            return
+        if slot == 1 and self.config.pyrun and booted and not child.replacing:
+            code = os.waitstatus_to_exitcode(status)
+            log.info("pyrun script %s ended (%s): stopping", self.config.pyrun, how)
+            self.stop("the pyrun script ended", code=code if code >= 0 else 128 - code)
             return
         if child.replacing:
             log.info("reload: %s (pid %d) %s; starting its replacement", name, pid, how)

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import runpy
 import select
 import signal as unix
 import socket
@@ -100,6 +101,7 @@ class Child(Context):
     signal_timeout: float
     stopping: bool = False
     program: Callable[..., Any] | None = None    # a mule's main loop
+    script: str = ""                             # worker 1's `pyrun` script
     background: Background | None = None         # a spooler's jobs, the sources' events
     _in_program = False
     _in_background = False
@@ -176,11 +178,32 @@ class Child(Context):
             self._watch(self._inbox)
         self._send(record(READY))
         try:
+            if self.script:
+                return self._run_script(self.script)
             for program in programs:
                 self._run_program(program)
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
+        return 0
+
+    def _run_script(self, path: str) -> int:
+        """`pyrun`: run the script as __main__; its exit status ends the instance."""
+        self._in_program = True
+        sys.argv = [path]               # as `python script.py`; uWSGI's is not the script's
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+            if code is None or isinstance(code, int):
+                return code or 0
+            print(code, file=sys.stderr)
+            return 1
+        except Exception:
+            log.exception("%s: pyrun script %s failed", self._name(), path)
+            return 1
+        finally:
+            self._in_program = False
         return 0
 
     def _run_program(self, program: Callable[..., Any]) -> None:
