@@ -8,9 +8,10 @@ public name of `uwsgi`, as in uWSGI.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from switchboard import api, decorators
-from switchboard.context import Context
+from switchboard.context import Context, set_current
 from switchboard.hosts import lua
 from switchboard.targets import Role
 
@@ -21,17 +22,33 @@ POSTFORK_ROLES = (Role.WORKER, Role.MULE, Role.SPOOLER)
 def install(ctx: Context) -> None:
     """Bind the API to this process and make it importable as `uwsgi`/`uwsgidecorators`."""
     api._ctx = ctx
+    set_current(ctx)
     api.numproc = ctx.topology.workers
+    api.spoolers = (ctx.spool_dir.encode(),) if ctx.spool_dir else ()
+    api.decorators = decorators       # type: ignore[attr-defined]  # uWSGI's alias
     sys.modules["uwsgi"] = api
     sys.modules["uwsgidecorators"] = decorators
+    decorators.install_hooks()        # as importing uWSGI's uwsgidecorators does
     lua.use_api(api)
 
 
-def run_postfork_hooks() -> None:
-    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child."""
+def run_postfork_hooks() -> list[Callable[[], object]]:
+    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child.
+
+    What `@mule`, `@muleloop`, `@mulemsg` and `@farm` put in the chain is this mule's
+    program, not boot work: returned, to run once the mule is up (uWSGI runs it in
+    place, and a mule that never returns from its postfork chain is never ready here).
+    """
     if api._context().role not in POSTFORK_ROLES:
-        return
+        return []
+    programs: list[Callable[[], object]] = []
     for func in decorators.postfork_chain:
-        func()
-    if api.post_fork_hook is not None:
-        api.post_fork_hook()
+        if isinstance(func, decorators.MuleProgram):
+            if func.runs_here():
+                programs.append(func)
+        else:
+            func()
+    hook = api.post_fork_hook
+    if hook is not None and hook is not decorators.postfork_chain_hook:   # ran just above
+        hook()
+    return programs

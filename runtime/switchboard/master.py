@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, binding, control, decorators, loader, stats
+from switchboard import api, binding, control, decorators, ini, loader, stats
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -31,6 +31,7 @@ from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
+from switchboard.messages import Queues
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
 from switchboard.relay import Relay
@@ -117,7 +118,9 @@ class Master:
         self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
                                  spool_dir=loader.spool_folder(config),
-                                 spool_wake=self.channels.spool_wake[1])
+                                 spool_wake=self.channels.spool_wake[1],
+                                 queues=Queues.create(topo),
+                                 signal_timeout=config.signal_timeout)
         self.ctx.router, self.ctx.registry = self.router, self.registry
         binding.install(self.ctx)
         if config.cluster is not None:
@@ -126,6 +129,7 @@ class Master:
             self.ctx.cluster = node.sender(config.cluster, self.cluster_state, MASTER_SLOT,
                                            config.signal_timeout, master=True)
             self.registry.clustered = True
+        api.opt = ini.uwsgi_opt(config)
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
@@ -372,6 +376,11 @@ class Master:
                         "only in %s (pid %d)", num, name, pid)
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
+            return
+        if slot == 1 and self.config.pyrun and booted and not child.replacing:
+            code = os.waitstatus_to_exitcode(status)
+            log.info("pyrun script %s ended (%s): stopping", self.config.pyrun, how)
+            self.stop("the pyrun script ended", code=code if code >= 0 else 128 - code)
             return
         if child.replacing:
             log.info("reload: %s (pid %d) %s; starting its replacement", name, pid, how)

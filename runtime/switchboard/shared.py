@@ -39,7 +39,9 @@ class EntryRecord(ctypes.Structure):
 
 
 class TableRecord(ctypes.Structure):
-    _fields_ = [("gen", ctypes.c_uint64), ("entries", EntryRecord * SIGNALS)]
+    _fields_ = [("gen", ctypes.c_uint64), ("entries", EntryRecord * SIGNALS),
+                # uwsgi.set_spooler_frequency(): seconds between scans, 0 = the config's
+                ("spooler_frequency", ctypes.c_double)]
 
 
 class ProcRecord(ctypes.Structure):

@@ -258,8 +258,14 @@ def _add_cron(fn: Any) -> Any:
         # as uWSGI's Lua plugin: a missing field means -1 (any)
         m, h, d, mo, w = [-1 if v is None else _int(v)
                           for v in (minute, hour, day, month, weekday)]
-        return fn(_int(num), m, h, d, mo, w, unique)
+        return fn(_int(num), m, h, d, mo, w, unique=unique)
     return add_cron
+
+
+def _add_timer(fn: Any) -> Any:
+    def add_timer(num: Any, seconds: Any, iterations: Any = 0, unique: Any = False) -> None:
+        fn(_int(num), seconds, _int(iterations), unique=unique)   # Lua has no keywords
+    return add_timer
 
 
 def _cluster_nodes(fn: Any) -> Any:
@@ -274,7 +280,8 @@ def _log(*parts: Any) -> None:
 
 # Names whose Lua arguments need more than _plain's conversion.
 _ADAPTERS = {"register_signal": _register_signal, "signal_registered": _signal_registered,
-             "add_cron": _add_cron, "cluster_nodes": _cluster_nodes}
+             "add_cron": _add_cron, "cluster_nodes": _cluster_nodes,
+             "add_timer": _add_timer, "add_rb_timer": _add_timer}
 
 
 def _safe(fn: Any) -> Any:

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import runpy
 import select
 import signal as unix
 import socket
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import binding, hosts
+from switchboard import api, binding, hosts, messages
 from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
@@ -64,7 +65,7 @@ from switchboard.shared import (
     RecordView,
 )
 from switchboard.table import HandlerKind
-from switchboard.targets import MASTER_SLOT
+from switchboard.targets import MASTER_SLOT, Role
 
 log = logging.getLogger("switchboard.child")
 
@@ -101,6 +102,7 @@ class Child(Context):
     signal_timeout: float
     stopping: bool = False
     program: Callable[..., Any] | None = None    # a mule's main loop
+    script: str = ""                             # worker 1's `pyrun` script
     background: Background | None = None         # a spooler's jobs, the sources' events
     _in_program = False
     _in_background = False
@@ -133,6 +135,8 @@ class Child(Context):
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
+        self._msg_fds: set[int] = set()             # message queues the poll watches
+        self._inbox: list[socket.socket] = []       # what mule_msg_hook is handed
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
@@ -156,7 +160,7 @@ class Child(Context):
     def run(self) -> int:
         """Boot (postfork hooks) and serve; the exit status."""
         try:
-            binding.run_postfork_hooks()
+            programs = binding.run_postfork_hooks()
         except Exception:
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
@@ -168,16 +172,42 @@ class Child(Context):
             return BOOT_ERROR
         self.record.status = IDLE
         self.record.last_active = time.monotonic()
+        if self.program is not None:
+            programs.append(self.program)
+        if self.role is Role.MULE and not programs and api.mule_msg_hook:
+            self._inbox = self.queues.receivers(self.ident, self.topology)
+            self._watch(self._inbox)
         self._send(record(READY))
         try:
-            if self.program is not None:
-                self._run_program(self.program)
+            if self.script:
+                return self._run_script(self.script)
+            for program in programs:
+                self._run_program(program)
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
         finally:
             if self.background is not None:
                 self.background.stop()
+        return 0
+
+    def _run_script(self, path: str) -> int:
+        """`pyrun`: run the script as __main__; its exit status ends the instance."""
+        self._in_program = True
+        sys.argv = [path]               # as `python script.py`; uWSGI's is not the script's
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+            if code is None or isinstance(code, int):
+                return code or 0
+            print(code, file=sys.stderr)
+            return 1
+        except Exception:
+            log.exception("%s: pyrun script %s failed", self._name(), path)
+            return 1
+        finally:
+            self._in_program = False
         return 0
 
     def _run_program(self, program: Callable[..., Any]) -> None:
@@ -201,6 +231,8 @@ class Child(Context):
                 raise SystemExit(0)
             num = self._read_now()          # own channel first
             if num is None:
+                if self._inbox and want == NEVER and self._hand_message():
+                    continue
                 waited = self._wait(deadline)
                 if waited is None:
                     return None
@@ -208,6 +240,66 @@ class Child(Context):
                     self._run_background()
             elif self._dispatch(num, want):
                 return num
+
+    # -- mule messages (messages.py) -----------------------------------------------------
+
+    def _hand_message(self) -> bool:
+        """A mule without a program: hand one waiting message to uwsgi.mule_msg_hook
+        (as uWSGI); False if none waits.  With no hook set, messages stay queued."""
+        hook = api.mule_msg_hook
+        if hook is None:
+            self._unwatch(self._inbox)
+            self._inbox = []
+            return False
+        msg = messages.take(self._inbox, messages.RECV_SIZE)
+        if msg is None:
+            return False
+        rec = self.record
+        rec.status, rec.started = BUSY, time.monotonic()
+        try:
+            hook(msg)
+        except Exception:
+            log.exception("%s: mule_msg_hook failed on a message of %d bytes",
+                          self._name(), len(msg))
+        finally:
+            rec.status, rec.user_harakiri = IDLE, 0.0
+            rec.last_active = time.monotonic()
+        return True
+
+    def receive(self, socks: list[socket.socket], size: int, deadline: float | None,
+                signals: bool) -> bytes | None:
+        """mule_get_msg(): a message, or None once a signal ran (as uWSGI) or at
+        `deadline`; without `signals`, signals wait in their channels."""
+        if not signals:
+            return messages.wait_for(socks, size, deadline)
+        added = self._watch(socks)
+        try:
+            while True:
+                if self.stopping:
+                    raise SystemExit(0)
+                msg = messages.take(socks, size)
+                if msg is not None:
+                    return msg
+                num = self._read_now()
+                if num is not None:
+                    self._dispatch(num, NEVER)
+                    return None
+                if self._wait(deadline) is None:
+                    return None
+        finally:
+            self._unwatch(added)
+
+    def _watch(self, socks: list[socket.socket]) -> list[socket.socket]:
+        added = [s for s in socks if s.fileno() not in self._msg_fds]
+        for sock in added:
+            self._poll.register(sock.fileno(), select.POLLIN)
+            self._msg_fds.add(sock.fileno())
+        return added
+
+    def _unwatch(self, socks: list[socket.socket]) -> None:
+        for sock in socks:
+            self._poll.unregister(sock.fileno())
+            self._msg_fds.discard(sock.fileno())
 
     def _run_background(self) -> None:
         assert self.background is not None
@@ -238,6 +330,8 @@ class Child(Context):
                 self._alarm.clear()
             elif background is not None and fd in background.fds:
                 background.woken(fd)
+            elif fd in self._msg_fds:
+                continue                # a message: the caller takes it
             else:
                 self._readable[self._fds.index(fd)] = True
         return _AGAIN

@@ -1,7 +1,8 @@
 """The spooler's own work, done between signals: run the jobs in the spool directory.
 
 It scans when woken (`uwsgi.spool()` writes a byte to a pipe every spooler polls) and
-every `spooler-frequency` seconds (for jobs kept for retry).  A job runs under its flock;
+every `spooler-frequency` seconds (for jobs kept for retry or dated later with `at`;
+`uwsgi.set_spooler_frequency()` changes it for every spooler).  A job runs under its flock;
 its fate follows the spooler function's return value, as in uWSGI: SPOOL_OK removes it,
 SPOOL_IGNORE leaves it alone for good, anything else (SPOOL_RETRY, a non-int, an
 exception) keeps it for the next scan.  Nothing is ever lost: a spooler that dies
@@ -52,7 +53,8 @@ class SpoolerWork:
 
     def run(self) -> None:
         """Run every pending job once (stopping early when told to stop)."""
-        self.next_scan = time.monotonic() + self.frequency
+        frequency = self.child.shared.table.spooler_frequency or self.frequency
+        self.next_scan = time.monotonic() + frequency
         for path in spool.pending(self.folder):
             if self.child.stopping:
                 return
@@ -61,7 +63,7 @@ class SpoolerWork:
                     if job is not None:
                         self._run(path, job)
 
-    def _run(self, path: str, job: dict[str, bytes]) -> None:
+    def _run(self, path: str, job: dict[bytes, bytes]) -> None:
         func = api.spooler
         rec = self.child.record
         if func is None:
@@ -73,7 +75,7 @@ class SpoolerWork:
         saved = rec.status, rec.started
         rec.status, rec.started = BUSY, time.monotonic()
         try:
-            ret = func({**job, "spooler_task_name": path})
+            ret = func(spool.handed(job, path))
         except Exception:
             rec.jobs_failed += 1
             log.exception("spool job %s failed; kept for retry", os.path.basename(path))
