@@ -36,6 +36,10 @@ EXTENSIONS = {
     # the stub gives it a default
     ("uwsgi.signal", 'stub parameter "signum" has a default value but runtime parameter '
                      'does not'),
+    # SPEC 13: unique=True (keyword-only) has one node of the cluster raise each fire
+    ("uwsgi.add_timer", 'stub does not have parameter "unique"'),
+    ("uwsgi.add_rb_timer", 'stub does not have parameter "unique"'),
+    ("uwsgi.add_cron", 'stub does not have parameter "unique"'),
 }
 
 # The mule parts (mule messages, @mulefunc & co, @thread), checked on their own.
