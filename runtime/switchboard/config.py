@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard import statserver
 from switchboard.errors import ConfigError
 from switchboard.sources import config as source_config
 from switchboard.targets import Topology, parse_target
@@ -91,7 +92,10 @@ class Config:
                                 "CPU seconds a Lua handler may run before it is stopped "
                                 "with an error (0 = off).", minimum=0)
     control: str = setting("control", "", "Control socket path (default: derived).")
-    stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
+    stats: str = setting("stats", "", "Stats server address: host:port, a Unix path "
+                         "(relative to the config) or @abstract; none when empty.")
+    stats_http: bool = setting("stats-http", False, "Speak HTTP/1.0 on the stats address "
+                               "(JSON, /metrics, the status page) instead of raw JSON.")
     signals: list[SignalEntry] = field(default_factory=list)
     programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
     sources: list[source_config.SourceEntry] = field(default_factory=list)
@@ -153,6 +157,11 @@ def from_dict(data: dict[str, Any], path: str) -> Config:
     values = {_BY_KEY[k].name: _check_setting(path, k, v) for k, v in _known(path, section)}
     config = Config(path=path, **values)
     _check_processes(config)
+    if config.stats:
+        try:
+            statserver.parse_address(config.stats)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc), "[switchboard]", "stats") from None
     config.signals = _signal_entries(path, data.get("signal", []), config.topology())
     config.programs = _mule_programs(path, data.get("mule", []), config.mules)
     config.sources = source_config.parse(path, data, config.topology())
@@ -252,7 +261,9 @@ def _default(fld: dataclasses.Field[Any]) -> Any:
 
 def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
     ok: bool
-    if kind in ("int", int):
+    if kind in ("bool", bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif kind in ("int", int):
         ok = isinstance(value, int) and not isinstance(value, bool)
         wanted = "an integer"
     elif kind in ("float", float):

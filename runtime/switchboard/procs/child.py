@@ -39,6 +39,7 @@ from switchboard.channels import (
 )
 from switchboard.context import Context
 from switchboard.errors import HandlerError
+from switchboard.latency import Recorder
 from switchboard.shared import (
     BUSY,
     DEPTH,
@@ -54,6 +55,7 @@ from switchboard.shared import (
     READ_BYTE,
     READ_DEPTH,
     RING_FROM,
+    RUN_US,
     RUNNING,
     SIGNUM,
     STARTED,
@@ -129,6 +131,9 @@ class Child(Context):
         view = RecordView(self.shared, self.slot)     # self.record's fields, faster
         self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
         self._read_into = [view.u8[READ_BYTE:READ_BYTE + 1]]    # a group read lands here
+        self._latency = Recorder(self.shared.latency, slot).record
+        # each group's words in shared.taken: its stream position is what they took
+        self._rows = {mine: (i, (i - slots) * slots) for _, i, mine in self._groups}
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
@@ -279,7 +284,12 @@ class Child(Context):
             if not callable(handler):
                 return self._cannot_run(num, want, handler, cached[2])
             status, started, harakiri = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
-            u8[STATUS], f64[STARTED] = BUSY, time.monotonic()
+            now = time.monotonic()
+            u8[STATUS], f64[STARTED] = BUSY, now
+            if source > 0:
+                self._latency(self.slot, source - 1, num, now)
+            elif source < 0:
+                self._group_latency(-source - 1, num, now)
             try:
                 handler(num)
             except Exception as exc:
@@ -289,13 +299,21 @@ class Child(Context):
             finally:
                 # set_user_harakiri() lasts for this handler only, as uWSGI's per request
                 u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = status, started, harakiri
-                f64[LAST_ACTIVE] = time.monotonic()
+                f64[LAST_ACTIVE] = end = time.monotonic()
+                u64[RUN_US] += int((end - now) * 1e6)
             return want in (ANY, num)
         finally:
             if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
                 outer = i16[RUNNING + depth - 1]
                 u64[MARKS + depth - 1] = u64[HANDLED + outer] + u64[FAILED + outer]
             i16[SIGNUM], u8[DEPTH] = saved, depth
+
+    def _group_latency(self, mine: int, num: int, now: float) -> None:
+        """A group's signal: its position is what the members took before it (each
+        member's word is twice its takes, plus one while it reads)."""
+        channel, row = self._rows[mine]
+        taken = self._taken
+        self._latency(channel, (sum(taken[row:row + self.shared.slots]) + 1) // 2 - 1, num, now)
 
     def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
         """No callable for `num` here: it ends a wait, goes back to the master, or drops."""
