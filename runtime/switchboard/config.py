@@ -24,11 +24,11 @@ MAX_SECONDS = 10.0**9
 
 
 def setting(key: str, default: Any, doc: str, *, minimum: float | None = None,
-            maximum: float | None = None, planned: str | None = None) -> Any:
-    """Declare a `[switchboard]` key; `planned` names the feature not built yet."""
+            maximum: float | None = None) -> Any:
+    """Declare a `[switchboard]` key: its type comes from the field's annotation."""
     if maximum is None and isinstance(default, int | float) and not isinstance(default, bool):
         maximum = MAX_SECONDS if isinstance(default, float) else MAX_COUNT
-    meta = {"key": key, "doc": doc, "minimum": minimum, "maximum": maximum, "planned": planned}
+    meta = {"key": key, "doc": doc, "minimum": minimum, "maximum": maximum}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -245,18 +245,10 @@ def _check_setting(path: str, key: str, value: Any) -> Any:
     if maximum is not None and value > maximum:
         raise ConfigError(path, f"{value} is above the maximum {maximum:,}", "[switchboard]",
                           key)
-    if meta["planned"] and value != fld.default and value != _default(fld):
-        raise ConfigError(path, f"not supported yet ({meta['planned']} is planned)",
-                          "[switchboard]", key)
     if key == "lua-engine" and value not in ("lua54", "lua55", "luajit21"):
         raise ConfigError(path, f"unknown engine '{value}' (valid: lua54, lua55, luajit21)",
                           "[switchboard]", key)
     return value
-
-
-def _default(fld: dataclasses.Field[Any]) -> Any:
-    factory = fld.default_factory
-    return factory() if factory is not dataclasses.MISSING else fld.default
 
 
 def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
