@@ -40,8 +40,8 @@ def parse_address(text: str, folder: str = "") -> Address:
         return socket.AF_UNIX, "\0" + text[1:]
     host, sep, port = text.rpartition(":")
     if sep and "/" not in text:
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"'{text}': port must be a number in 1..65535")
+        if not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"'{text}': port must be a number in 0..65535 (0: any free port)")
         if host.startswith("[") and host.endswith("]"):
             return socket.AF_INET6, (host[1:-1], int(port))
         if not host:
@@ -209,6 +209,10 @@ class StatsServer:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(client.sock)
         self._clients.pop(client.sock.fileno(), None)
+        # Unread bytes at close() make the kernel reset the connection, which can
+        # destroy our answer (a 400 to an oversized request) before the client reads it.
+        with contextlib.suppress(OSError):
+            client.sock.recv(65536)
         client.sock.close()
 
     def expire(self) -> None:

@@ -216,7 +216,7 @@ def test_a_stats_address_is_tcp_abstract_or_a_path_relative_to_the_config(value,
 
 
 @pytest.mark.parametrize("value, words", [
-    ("127.0.0.1:99999", "1..65535"), ("localhost:http", "port must be a number"),
+    ("127.0.0.1:99999", "0..65535"), ("localhost:http", "port must be a number"),
     (":9191", "give a host"), ("@", "needs a name"),
 ])
 def test_a_bad_stats_address_is_an_error_naming_the_key(value, words):
