@@ -90,7 +90,7 @@ def _latency(view: View, doc: dict[str, Any]) -> Metric:
                         buckets.append((_LE[b], cumulative))
                 buckets.append(("+Inf", cumulative))
                 family.add_metric([num, role[:-1], str(proc["id"])], buckets,
-                                  summary.sum_us / 1e6)
+                                  summary.seconds)
     return family
 
 

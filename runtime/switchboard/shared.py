@@ -71,7 +71,7 @@ class ProcRecord(ctypes.Structure):
         ("jobs_done", ctypes.c_uint64),    # spool jobs: removed after SPOOL_OK
         ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
         ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)
-        ("run_us", ctypes.c_uint64),       # µs spent in handlers, ever (the stats' running_time)
+        ("busy", ctypes.c_double),         # seconds spent in handlers (the stats' running_time)
         # Its own channel, read in batches into the ring: the byte at stream position P
         # sits at own_ring[P % OWN_RING]; positions below own_started have been started.
         # The master puts back what was read and not started when the child dies.
@@ -99,11 +99,12 @@ STATUS, DEPTH, READ_BYTE, READ_DEPTH = (getattr(ProcRecord, f).offset          #
                                         for f in ("status", "depth", "read_byte", "read_depth"))
 SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
                                   for f in ("signum", "running", "last_received"))
-MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED, RUN_US = (                       # u64
+MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED = (                               # u64
     getattr(ProcRecord, f).offset // 8
-    for f in ("marks", "ring_from", "own_started", "handled", "failed", "run_us"))
-STARTED, LAST_ACTIVE, USER_HARAKIRI = (getattr(ProcRecord, f).offset // 8       # f64
-                                       for f in ("started", "last_active", "user_harakiri"))
+    for f in ("marks", "ring_from", "own_started", "handled", "failed"))
+STARTED, LAST_ACTIVE, USER_HARAKIRI, BUSY_TIME = (                              # f64
+    getattr(ProcRecord, f).offset // 8 for f in ("started", "last_active", "user_harakiri",
+                                                 "busy"))
 
 
 class Shared:

@@ -64,7 +64,7 @@ def document(view: View) -> dict[str, Any]:
     topo, router = view.topology, view.router
     # One copy of every process's counters, so the per-process and per-signal views
     # of this document agree with each other (children keep counting meanwhile).
-    counts = [_Counts(list(r.handled), list(r.failed), list(r.no_handler), r.run_us)
+    counts = [_Counts(list(r.handled), list(r.failed), list(r.no_handler), int(r.busy * 1e6))
               for r in view.shared.procs]
     latency = _latencies(view, counts)
     pids = view.pids()

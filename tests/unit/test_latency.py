@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchboard.latency import BUCKETS, RUNS, Latency, Recorder, Summary, bucket, upper
+from switchboard.latency import BUCKETS, RUNS, Latency, Summary, bucket, upper
+from switchboard.procs.child import ANY, Child
+from switchboard.table import HandlerKind
+from switchboard.targets import Kind, Role, Target
+
+from .conftest import fork_call
+
+SLOT = 1      # worker 1
 
 SIGNALS = 256
 
@@ -28,11 +40,12 @@ def test_quantiles_are_bucket_bounds_capped_at_the_max():
     counts = [0] * BUCKETS
     counts[bucket(100)] = 98          # 98 runs at ~100 µs, then two slow ones
     counts[bucket(50_000)] = 2
-    s = Summary(counts, 98 * 100 + 2 * 50_000, 50_000)
+    s = Summary(counts, 50_000)
     assert s.total == 100
     assert 100 <= s.quantile(0.5) <= 128
     assert s.quantile(0.99) == 50_000     # the bucket's bound is above the max: capped
-    assert Summary([0] * BUCKETS, 0, 0).quantile(0.5) == 0
+    assert s.seconds == pytest.approx((98 * 100 + 2 * 50_000) / 1e6, rel=0.25)
+    assert Summary([0] * BUCKETS, 0).quantile(0.5) == 0
 
 
 def test_a_position_finds_the_run_it_was_routed_in():
@@ -55,16 +68,47 @@ def test_a_child_far_behind_reads_the_oldest_run_kept_so_its_latency_reads_low()
     assert stamp == 10.0 and end == 11
 
 
-def test_a_recorded_start_lands_in_its_process_and_signal_histogram():
-    lat = Latency(slots=3, channels=3, signals=SIGNALS)
-    lat.run(2, 3, 100.0)
-    rec = Recorder(lat, slot=2)
-    rec.record(2, 0, 30, 100.000_250)          # 250 µs after its routing
-    rec.record(2, 1, 30, 100.050)              # 50 ms: a handler before it ran that long
-    rec.record(2, 2, 31, 100.001)
-    s30, s31 = lat.summary(2, 30), lat.summary(2, 31)
-    assert s30.total == 2 and s31.total == 1
-    assert s30.max_us == pytest.approx(50_000, abs=1)
-    assert s30.sum_us == pytest.approx(50_250, abs=2)
-    assert s30.counts[bucket(250)] == 1
-    assert lat.summary(1, 30).total == 0       # another process's histogram
+def _dispatch_in_child(channels, shared, table, topology, count: int) -> None:
+    """Fork worker 1 and let it take and run `count` signals (signal 30 is registered)."""
+    group_flag = topology.slots + topology.groups().index(Target(Kind.WORKER))
+
+    def child() -> None:
+        worker = Child(Role.WORKER, 1, SLOT, topology, shared, table, os.getppid())
+        worker.setup(channels["own"][1], [(channels["group"][1], group_flag)],
+                     os.pipe()[1], 1.0)
+        for _ in range(count):
+            worker._dispatch(worker._read_now(), ANY)
+
+    assert fork_call(child) == 0
+
+
+@pytest.fixture
+def channels() -> Iterator[dict[str, tuple[socket.socket, socket.socket]]]:
+    pairs = {"own": socket.socketpair(), "group": socket.socketpair()}
+    for end in (*pairs["own"], *pairs["group"]):
+        end.setblocking(False)
+    yield pairs
+    for end in (*pairs["own"], *pairs["group"]):
+        end.close()
+
+
+@pytest.mark.parametrize("channel", ["own", "group"])
+def test_a_worker_records_each_start_against_the_stamp_of_its_position(
+        channel, channels, shared, table, topology):
+    table.register(30, Target(Kind.WORKER), HandlerKind.REFERENCE, "python:operator:abs", 0)
+    flag = topology.slots + topology.groups().index(Target(Kind.WORKER))
+    index = SLOT if channel == "own" else flag
+    now = time.monotonic()
+    # positions 0 and 1 were routed 50 ms ago; 2 just now (what the master's flush stamps)
+    shared.latency.run(index, 2, now - 0.050)
+    shared.latency.run(index, 3, now)
+    channels[channel][0].send(bytes([30, 30, 30]))
+
+    _dispatch_in_child(channels, shared, table, topology, 3)
+
+    summary = shared.latency.summary(SLOT, 30)
+    assert summary.total == 3
+    assert 50_000 <= summary.max_us < 5_000_000
+    waited_long = sum(n for b, n in enumerate(summary.counts) if upper(b) > 50_000)
+    assert waited_long == 2                 # the third one was stamped after them
+    assert shared.latency.summary(2, 30).total == 0      # worker 2 ran nothing
