@@ -64,7 +64,9 @@ def _instance_args(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
-    master = Master(config_mod.load(args.config))
+    config = config_mod.load(args.config)
+    control.socket_path(config)     # an unsafe folder is refused before anything starts
+    master = Master(config)
     master.boot()
     try:
         return master.run()
@@ -96,9 +98,7 @@ def _control_path(args: argparse.Namespace) -> tuple[str, float]:
     if args.control:
         return args.control, _PATIENCE
     config = config_mod.load(args.config)
-    path = config.relative(config.control) if config.control else \
-        control.default_path(config.path)
-    return path, config.signal_timeout + 5.0
+    return control.socket_path(config), config.signal_timeout + 5.0
 
 
 def _ask(args: argparse.Namespace, line: str) -> control.Reply | None:

@@ -14,10 +14,16 @@ import json
 import os
 import selectors
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from switchboard.errors import SwitchboardError
+
+if TYPE_CHECKING:
+    from switchboard.config import Config
 
 MAX_REQUEST = 4096
 IDLE_TIMEOUT = 10.0
@@ -27,19 +33,81 @@ Reply = dict[str, Any]
 Dispatch = Callable[[str], Reply | None]
 
 
+class UnsafeFolder(SwitchboardError):
+    """A control socket would sit where another local user could swap it."""
+
+
+def socket_path(config: Config) -> str:
+    """The instance's control socket, after checking that its folder is ours alone."""
+    if not config.control:
+        return default_path(config.path)
+    path = config.relative(config.control)
+    _check_explicit_folder(os.path.dirname(path))
+    return path
+
+
 def default_path(config_path: str) -> str:
     """Where an instance whose config sets no `control` puts its socket."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     folder = os.path.join(base, "switchboard") if base else os.path.join(
         tempfile.gettempdir(), f"switchboard-{os.getuid()}")
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    _private_folder(folder)
     digest = hashlib.sha256(os.path.abspath(config_path).encode()).hexdigest()[:16]
     return os.path.join(folder, f"{digest}.sock")
+
+
+def _private_folder(folder: str) -> None:
+    """Make `folder` 0700, or accept it only as tmux and ssh-agent do: a real directory,
+    ours, with no group or other permissions (anyone may have made it first in /tmp)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    st = os.lstat(folder)
+    if stat.S_ISLNK(st.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory"
+    elif st.st_uid != os.getuid():
+        problem = f"is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    elif st.st_mode & 0o077:
+        problem = (f"has mode {stat.S_IMODE(st.st_mode):04o}: other users may enter it "
+                   "(it must be 0700)")
+    else:
+        return
+    raise UnsafeFolder(f"control socket folder {folder} {problem}; another user could "
+                       "replace the socket there. Remove it, or set `control` to a path "
+                       "in a folder only you can write")
+
+
+def _check_explicit_folder(folder: str) -> None:
+    """A chosen path may sit in a group's folder, not in one any user can write into."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return                  # binding fails later with a message naming the path
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_ISVTX | stat.S_IWOTH):
+        problem = f"is shared (mode {mode:04o}: every user may create files in it)"
+    elif st.st_uid not in (os.getuid(), 0):
+        problem = f"is owned by uid {st.st_uid}, not by you (uid {os.getuid()}) or root"
+    else:
+        return
+    raise UnsafeFolder(f"`control` folder {folder} {problem}; another user could replace "
+                       "the socket there. Put the control socket in a folder only you "
+                       "(or your group) can write")
+
+
+def check_owner(path: str) -> None:
+    """Refuse to talk to a socket another user made: it may not be our instance at all."""
+    st = os.stat(path)          # FileNotFoundError: the caller says nothing listens
+    if st.st_uid != os.getuid():
+        raise UnsafeFolder(f"control socket {path} is owned by uid {st.st_uid}, not by you "
+                           f"(uid {os.getuid()}): refusing to talk to it")
 
 
 def request(path: str, line: str, timeout: float) -> Reply:
     """Send one request to a running instance; OSError if it cannot be reached."""
     deadline = time.monotonic() + timeout
+    check_owner(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         while True:

@@ -80,6 +80,7 @@ class Master:
         self.pids: dict[int, int] = {}
         self.respawns = [0] * self.topology.slots
         self.harakiris = [0] * self.topology.slots
+        self.malformed = [0] * self.topology.slots      # junk records a child sent
         self.due: dict[int, float] = {}
         self.stopping = False
         self.exit_code = 0
@@ -107,7 +108,7 @@ class Master:
         groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
                             self.flag_of[g]) for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
-        self.relay = Relay(self.router, self._on_ready, self._on_message,
+        self.relay = Relay(self.router, self._on_ready, self._on_message, self._on_malformed,
                            self.shared.latency)
         self.windows = ReadWindows(self.shared, topo, self.router, self.flag_of)
         self.registry = Registry(self.router, Schedule())
@@ -127,7 +128,7 @@ class Master:
         self.view = stats.View(
             topo, self.shared, self.table, self.router, self.registry, self.started,
             lambda: {slot: (c.pid, c.started) for slot, c in self.children.items()},
-            self.respawns, self.harakiris,
+            self.respawns, self.harakiris, self.malformed,
             lambda: {i: p.program for i, p in self.config.programs.items()})
 
     # -- run -----------------------------------------------------------------------------
@@ -144,10 +145,8 @@ class Master:
         self.alarm = Alarm()        # timers fire on time, not at the next whole ms
         self.selector.register(self.alarm.fd, READ, lambda mask: self.alarm.clear())
         self.relay.start(self.selector, self.channels.wake[0])
-        path = self.config.control and self.config.relative(self.config.control)
-        self.control = control.ControlServer(path or control.default_path(self.config.path),
-                                             self.selector, self._on_request,
-                                             self.config.signal_timeout)
+        self.control = control.ControlServer(control.socket_path(self.config), self.selector,
+                                             self._on_request, self.config.signal_timeout)
         log.info("master pid %d: control socket %s", os.getpid(), self.control.path)
         self.stats_server = self._stats_server()
         for slot in self.cheaper.cheap:
@@ -301,14 +300,31 @@ class Master:
         self.pids[pid] = slot
         log.info("spawned %s (pid %d)", self.topology.describe(slot), pid)
 
-    def _on_message(self, slot: int, payload: bytes) -> None:
-        """A child asked for something bigger than a signal (a timer, a monitor...)."""
+    def _on_message(self, slot: int, payload: bytes) -> bool:
+        """A child asked for something bigger than a signal (a timer, a monitor...);
+        False if the payload is not a request at all."""
         try:
             spec = json.loads(payload)
+        except ValueError:
+            return False
+        try:
             self.registry.apply(spec, origin="child")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error("%s sent a request that cannot be applied (%s); ignored",
                       self.topology.describe(slot), exc)
+        return True
+
+    def _on_malformed(self, slot: int, what: str) -> None:
+        """A child wrote junk to its channel (a handler writing to an inherited fd, say):
+        it alone is killed and respawned."""
+        self.malformed[slot] += 1
+        child = self.children.get(slot)
+        pid = child.pid if child else 0
+        log.error("%s (pid %d) sent a malformed record: %s; killing it",
+                  self.topology.describe(slot), pid, what)
+        if child is not None and not child.kill_reason:
+            child.kill_reason, child.killed_for = "malformed", "it sent a malformed record"
+            _kill(child.pid, unix.SIGKILL)
 
     def _tell_helper(self, command: dict[str, Any]) -> None:
         """Pass a file-monitor change to the sources helper, starting it if needed."""
@@ -350,6 +366,7 @@ class Master:
     def _on_exit(self, slot: int, pid: int, status: int) -> None:
         child = self.children.pop(slot)
         rec = self.shared.procs[slot]
+        self.relay.child_exited(slot)
         self.router.requeue(slot)
         self.windows.member_died(slot)
         name, how = self.topology.describe(slot), _how(status)

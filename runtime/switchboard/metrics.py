@@ -116,6 +116,9 @@ def _processes(doc: dict[str, Any]) -> Iterator[Metric]:
         "harakiri_count": CounterMetricFamily("switchboard_process_harakiri_kills",
                                               "Times harakiri killed the process.",
                                               labels=labels),
+        "malformed_records": CounterMetricFamily("switchboard_process_malformed_records",
+                                                 "Malformed records the process sent "
+                                                 "(it was killed for each).", labels=labels),
     }
     running = CounterMetricFamily("switchboard_process_handler_seconds",
                                   "Time spent running handlers.", labels=labels)

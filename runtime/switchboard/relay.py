@@ -5,6 +5,12 @@ lookup and an append), and writes every outbox with one send per socket.  A rais
 signal meets a full queue is paused at that record (its later records wait behind it,
 so its order holds) and retried when room appears: after a flush, or when a child that
 drained a full channel wakes the master through the pressure pipe.
+
+A child is trusted code, but a handler may write junk to an inherited descriptor: a
+record the master cannot parse poisons that link.  The master kills the child, discards
+whatever that link sends until the child is reaped, and counts it; nothing else is
+affected.  A record a dying child left half-written is cut off at its exit, so its
+replacement's records are read from a record boundary.
 """
 
 from __future__ import annotations
@@ -35,29 +41,35 @@ log = logging.getLogger("switchboard.master")
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CHUNK = 262144          # bytes read from a child's channel per system call, at most
+MAX_MESSAGE = 1 << 20   # a MESSAGE longer than this is junk, not a request
+KNOWN = frozenset((RAISE, READY, WAIT_ANY, WAIT_NUM, WAIT_END, REROUTE, TICK))
 
 
 class Link:
     """The master's end of one child's channel: what it raised, and what waits for it."""
 
-    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask")
+    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask", "poisoned")
 
     def __init__(self, slot: int, outbox: Outbox) -> None:
         self.slot, self.outbox, self.sock = slot, outbox, outbox.sock
         self.inbox = bytearray()
         self.blocked = False
         self.mask = 0
+        self.poisoned = False       # it sent junk: ignored until its child is reaped
 
 
 class Relay:
     def __init__(self, router: Router, on_ready: Callable[[int], None],
-                 on_message: Callable[[int, bytes], None], latency: Latency) -> None:
+                 on_message: Callable[[int, bytes], bool],
+                 on_malformed: Callable[[int, str], None], latency: Latency) -> None:
         self.router, self._on_ready, self._on_message = router, on_ready, on_message
+        self._on_malformed = on_malformed
         self.latency = latency
         # When what is being routed now was raised, as far as the master can tell: the
         # read that brought it, or the pass that routed a tick or a control request.
         self.stamp = 0.0
         self.links = [Link(slot, box) for slot, box in router.boxes.items()]
+        self._by_slot = {link.slot: link for link in self.links}
         self._group_masks: dict[str, int] = {}
         # One buffer for every read: a fresh 256 KiB object per recv() costs an mmap and
         # an munmap (malloc's threshold is 128 KiB), the slowest part of a lone signal.
@@ -92,6 +104,8 @@ class Relay:
                 size = link.sock.recv_into(self._chunk)
             except BlockingIOError:
                 return
+            if link.poisoned:
+                return
             self.stamp = time.monotonic()     # one stamp per read, not per signal
             link.inbox += self._chunk[:size]
             self._process(link)
@@ -117,9 +131,13 @@ class Relay:
                 router.tick((slot, arg), arg)
             elif op == MESSAGE:
                 size = int.from_bytes(buf[i + 2:i + 6], "big") if i + 6 <= len(buf) else -1
+                if size > MAX_MESSAGE:
+                    return self._poison(link, f"a request of {size} bytes "
+                                              f"(at most {MAX_MESSAGE})")
                 if size < 0 or i + 6 + size > len(buf):
                     break                       # the rest has not arrived yet
-                self._on_message(slot, bytes(buf[i + 6:i + 6 + size]))
+                if not self._on_message(slot, bytes(buf[i + 6:i + 6 + size])):
+                    return self._poison(link, "a request that is not valid JSON")
                 i += 6 + size
                 continue
             elif op == WAIT_ANY:
@@ -131,11 +149,39 @@ class Relay:
             elif op == READY:
                 self._on_ready(slot)
             else:
-                log.error("%s sent an unknown record (%d, %d); ignored",
-                          self.router.topology.describe(slot), op, arg)
+                return self._poison(link, f"a record of unknown type {op}")
             i += RECORD
         del buf[:i]
         link.blocked = stalled
+
+    def _poison(self, link: Link, what: str) -> None:
+        """The link's stream cannot be trusted past this point: drop it, have the child
+        killed, and read nothing from it until the child is reaped."""
+        dropped = len(link.inbox)
+        link.inbox.clear()
+        link.blocked, link.poisoned = False, True
+        self._on_malformed(link.slot, f"{what}; {dropped} unread bytes discarded")
+
+    def child_exited(self, slot: int) -> None:
+        """Take what a dead child wrote, up to its last whole record; its replacement
+        starts on a clean stream."""
+        link = self._by_slot[slot]
+        tail = _drain(link.sock)
+        if link.poisoned:
+            link.inbox.clear()
+            link.poisoned = False
+            return
+        link.inbox += tail
+        whole = _whole_records(link.inbox)
+        if whole < len(link.inbox):
+            log.warning("%s died in the middle of a record: %d bytes discarded",
+                        self.router.topology.describe(slot), len(link.inbox) - whole)
+            del link.inbox[whole:]
+        if not link.blocked:
+            self._process(link)
+        if link.poisoned:           # junk it sent just before dying
+            link.inbox.clear()
+            link.poisoned = False
 
     def _flush(self) -> None:
         run, stamp = self.latency.run, self.stamp
@@ -210,6 +256,22 @@ def _drain(sock: object) -> bytes:
             break
         chunks.append(data)
     return b"".join(chunks)
+
+
+def _whole_records(buf: bytearray) -> int:
+    """How many leading bytes of `buf` are whole records."""
+    i = 0
+    while i + RECORD <= len(buf):
+        if buf[i] != MESSAGE:
+            i += RECORD
+            continue
+        if i + 6 > len(buf):
+            break
+        end = i + 6 + int.from_bytes(buf[i + 2:i + 6], "big")
+        if end > len(buf):
+            break
+        i = end
+    return i
 
 
 def _nothing(mask: int) -> None:

@@ -48,6 +48,7 @@ class View:
     pids: Callable[[], dict[int, tuple[int, float]]]   # slot -> (pid, spawned, monotonic)
     respawns: list[int]
     harakiris: list[int]
+    malformed: list[int]                           # per slot: records the master refused
     programs: Callable[[], dict[int, str]]         # mule id -> its program reference
     sections: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
@@ -146,6 +147,7 @@ def _process(view: View, slot: int, counts: _Counts,
         "last_spawn": int(time.time() - (time.monotonic() - spawned)) if pid else 0,
         "respawn_count": view.respawns[slot] + 1 if pid else view.respawns[slot],
         "respawns": view.respawns[slot],
+        "malformed_records": view.malformed[slot],
         "tx": 0,
         "cores": [_core(runs, state == BUSY)],
         "latency": {str(num): quantiles(s) for (s_slot, num), s in latency.items()
