@@ -16,7 +16,7 @@ from __future__ import annotations
 import mmap
 from typing import NamedTuple
 
-RUNS = 256                 # runs kept per channel: a child this far behind reads a newer one
+RUNS = 4096                # runs kept per channel: a child this far behind reads a newer one
 BUCKETS = 56               # 0..3 µs exactly, then two per power of two, up to ~134 s
 ROW = BUCKETS + 1          # the buckets, then the max (µs)
 MAX = BUCKETS
@@ -106,15 +106,21 @@ class Latency:
 
     def find(self, channel: int, pos: int) -> tuple[int, int, float]:
         """(start, end, stamp) of the run holding stream position `pos`: the oldest run
-        kept if it is older than that (then the latency reads low, never high)."""
+        kept if it is older than that (then the latency reads low, never high).  Runs'
+        ends grow, so a binary search over the ring: a child far behind a backlog
+        crosses a run boundary often."""
         n, base, ends = self.counts[channel], channel * RUNS, self.ends
         if not n:
             return 0, 0, 0.0
-        j, oldest = n - 1, max(0, n - RUNS)
-        while j > oldest and ends[base + (j - 1) % RUNS] > pos:
-            j -= 1
-        start = ends[base + (j - 1) % RUNS] if j > oldest else 0
-        return start, ends[base + j % RUNS], self.stamps[base + j % RUNS]
+        lo, hi = max(0, n - RUNS), n - 1          # the first run whose end is past pos
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ends[base + mid % RUNS] > pos:
+                hi = mid
+            else:
+                lo = mid + 1
+        start = ends[base + (lo - 1) % RUNS] if lo > max(0, n - RUNS) else 0
+        return start, ends[base + lo % RUNS], self.stamps[base + lo % RUNS]
 
     def summary(self, slot: int, num: int) -> Summary:
         """One process's histogram for one signal."""

@@ -60,6 +60,19 @@ def test_a_position_finds_the_run_it_was_routed_in():
     assert lat.find(2, 0) == (0, 0, 0.0)       # another channel: nothing routed yet
 
 
+@given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=60),
+       st.integers(min_value=0, max_value=3000))
+def test_the_search_finds_the_first_run_that_ends_past_a_position(sizes, pos):
+    lat = Latency(slots=1, channels=1, signals=SIGNALS)
+    end, runs = 0, []
+    for i, size in enumerate(sizes):
+        end += size
+        lat.run(0, end, float(i + 1))
+        runs.append((end - size, end, float(i + 1)))
+    want = next((r for r in runs if r[1] > pos), runs[-1])
+    assert lat.find(0, pos) == want
+
+
 def test_a_child_far_behind_reads_the_oldest_run_kept_so_its_latency_reads_low():
     lat = Latency(slots=2, channels=2, signals=SIGNALS)
     for i in range(RUNS + 10):
