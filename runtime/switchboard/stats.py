@@ -77,6 +77,8 @@ def document(view: View) -> dict[str, Any]:
         "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
         "uptime": round(time.monotonic() - view.started, 3),
         "signal_queue": _queued(router.groups[Target(Kind.WORKER)]),
+        # uWSGI's, for its tools: there is no listening socket, so no listen queue
+        "listen_queue": 0, "listen_queue_errors": 0, "sockets": [],
         "load": sum(1 for r in view.shared.procs[1:] if r.status == BUSY),
         "locks": view.shared.holders(),
         "held": len(router.held),
@@ -149,7 +151,7 @@ def _process(view: View, slot: int, counts: _Counts,
         "respawns": view.respawns[slot],
         "malformed_records": view.malformed[slot],
         "tx": 0,
-        "cores": [_core(runs, state == BUSY)],
+        "cores": [_core(runs, state == BUSY)], "apps": [],
         "latency": {str(num): quantiles(s) for (s_slot, num), s in latency.items()
                     if s_slot == slot},
     }
