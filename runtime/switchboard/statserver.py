@@ -7,7 +7,8 @@ reads one HTTP/1.0 request (at most 8 KiB, within 5 s), answers it and closes:
 anything else (uwsgitop's `http://` mode); `/stats.json` is always the JSON, `/metrics`
 the Prometheus text.  Every socket is non-blocking, a slow reader keeps only its
 own buffer, at most 64 clients are served at once (more are closed at once, counted),
-and nothing a client sends changes the instance.  docs/design.md says why the master's
+an answer is reused for a while (so clients cannot take more than 5 % of the master's
+time), and nothing a client sends changes the instance.  docs/design.md says why the master's
 loop and not a thread or a helper process.
 """
 
@@ -27,7 +28,8 @@ from typing import Any
 MAX_REQUEST = 8192          # bytes of request line and headers
 TIMEOUT = 5.0               # seconds a client has to send its request and read the answer
 MAX_CLIENTS = 64
-FRESH = 0.1                 # seconds an answer is reused: bounds the master's time on stats
+FRESH = 0.1                 # seconds an answer is reused, at least ...
+SHARE = 0.05                # ... and long enough that building it takes at most this share
 
 Address = tuple[int, Any]   # (socket family, address as bind() takes it)
 
@@ -84,7 +86,7 @@ class StatsServer:
         self._document, self._metrics = document, metrics
         self.counters = Counters()
         self._clients: dict[int, _Client] = {}
-        self._made: dict[str, tuple[float, bytes]] = {}
+        self._made: dict[str, tuple[float, bytes]] = {}     # what -> (reuse until, answer)
         self.family, self.address = address
         self.sock = _listen(address)
         selector.register(self.sock, selectors.EVENT_READ, self._accept)
@@ -178,12 +180,15 @@ class StatsServer:
         return self._cached("json", lambda: json.dumps(self._document()).encode())
 
     def _cached(self, what: str, make: Handler) -> bytes:
-        """A fresh answer at most every FRESH seconds: a client in a loop cannot make
-        the master spend more than that on stats."""
+        """A fresh answer at most every FRESH seconds, or less often when it is slow to
+        build: clients in a loop cannot make the master spend more than SHARE of its
+        time on each kind of answer (a big instance's /metrics takes tens of ms)."""
         now = time.monotonic()
         made = self._made.get(what)
-        if made is None or now - made[0] > FRESH:
-            made = self._made[what] = (now, make())
+        if made is None or now > made[0]:
+            answer = make()
+            took = time.monotonic() - now
+            made = self._made[what] = (now + max(FRESH, took / SHARE), answer)
         return made[1]
 
     def _answer(self, client: _Client, data: bytes) -> None:

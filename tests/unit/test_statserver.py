@@ -161,6 +161,23 @@ def test_answers_are_reused_for_a_tenth_of_a_second_so_a_loop_cannot_hog_the_mas
     assert http.built == 2
 
 
+def test_a_slow_answer_is_reused_longer_so_stats_take_a_bounded_share_of_the_master(
+        monkeypatch):
+    loop = Loop(http=True)
+    try:
+        def slow() -> dict:
+            loop.built += 1
+            time.sleep(0.02)                    # 20 ms to build: reused for 0.4 s
+            return DOC
+        monkeypatch.setattr(loop.server, "_document", slow)
+        _ask(loop, b"GET /stats.json HTTP/1.0\r\n\r\n")
+        time.sleep(statserver.FRESH + 0.05)
+        _ask(loop, b"GET /stats.json HTTP/1.0\r\n\r\n")
+        assert loop.built == 1
+    finally:
+        loop.stop()
+
+
 def test_clients_beyond_the_limit_are_closed_at_once_and_counted(http, monkeypatch):
     monkeypatch.setattr(statserver, "MAX_CLIENTS", 2)
     held = [socket.create_connection(http.address, timeout=5) for _ in range(2)]
