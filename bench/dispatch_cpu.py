@@ -34,10 +34,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--channel", choices=["own", "group"], default="own")
     args = parser.parse_args()
-    folder = tempfile.mkdtemp()
-    with open(os.path.join(folder, "noop_handler.py"), "w") as f:
-        f.write("def noop(num):\n    pass\n")
-    sys.path.insert(0, folder)
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "noop_handler.py"), "w") as f:
+            f.write("def noop(num):\n    pass\n")
+        sys.path.insert(0, folder)
+        measure(args.n, args.rounds, args.channel)
+
+
+def measure(n: int, rounds: int, channel: str) -> None:
+    """Time `rounds` passes of `n` signals through a worker's loop; print µs per signal."""
     topology = Topology(workers=2)
     shared = Shared(topology.slots, len(topology.groups()))
     table = SignalTable(shared)
@@ -50,14 +55,14 @@ def main() -> None:
         end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     flag = topology.slots + topology.groups().index(Target(Kind.WORKER))
     box = (Outbox("worker 1", *own, 10**9, shared.pressure, 1, shared.sent, shared.procs[1])
-           if args.channel == "own" else
+           if channel == "own" else
            Outbox("group worker", *group, 10**9, shared.pressure, flag))
     worker = Child(Role.WORKER, 1, 1, topology, shared, table, os.getpid())
     worker.setup(own[1], [(group[1], flag)], os.pipe()[1], 1.0)
     latency = getattr(shared, "latency", None)
     results = []
-    for _ in range(args.rounds):
-        left = args.n
+    for _ in range(rounds):
+        left = n
         cpu = 0.0
         while left:
             batch = min(left, 20_000)        # what the socket buffers hold at once
@@ -75,10 +80,10 @@ def main() -> None:
                 worker._dispatch(num, ANY)
             cpu += time.process_time() - start
             left -= batch
-        results.append(cpu / args.n * 1e6)
+        results.append(cpu / n * 1e6)
     handled = shared.procs[1].handled[NUM]
-    assert handled == args.n * args.rounds, handled
-    print(f"{args.channel} channel, {args.n} signals x {args.rounds}: "
+    assert handled == n * rounds, handled
+    print(f"{channel} channel, {n} signals x {rounds}: "
           f"best {min(results):.2f} µs, median {statistics.median(results):.2f} µs per signal")
 
 
