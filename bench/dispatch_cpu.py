@@ -59,7 +59,7 @@ def measure(n: int, rounds: int, channel: str) -> None:
            Outbox("group worker", *group, 10**9, shared.pressure, flag))
     worker = Child(Role.WORKER, 1, 1, topology, shared, table, os.getpid())
     worker.setup(own[1], [(group[1], flag)], os.pipe()[1], 1.0)
-    latency = getattr(shared, "latency", None)
+    latency = getattr(shared, "latency", None)     # None in a checkout before issue 12
     results = []
     for _ in range(rounds):
         left = n
