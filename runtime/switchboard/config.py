@@ -92,6 +92,8 @@ class Config:
                                 "CPU seconds a Lua handler may run before it is stopped "
                                 "with an error (0 = off).", minimum=0)
     control: str = setting("control", "", "Control socket path (default: derived).")
+    pidfile: str = setting("pidfile", "", "File the master writes its pid to while it "
+                           "runs (relative to the config); none when empty.")
     stats: str = setting("stats", "", "Stats server address: host:port, a Unix path "
                          "(relative to the config) or @abstract; none when empty.")
     stats_http: bool = setting("stats-http", False, "Speak HTTP/1.0 on the stats address "

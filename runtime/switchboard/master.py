@@ -29,6 +29,7 @@ from switchboard.config import Config
 from switchboard.context import Context
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
+from switchboard.lifecycle import Lifecycle
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
 from switchboard.relay import Relay
@@ -145,10 +146,13 @@ class Master:
         self.alarm = Alarm()        # timers fire on time, not at the next whole ms
         self.selector.register(self.alarm.fd, READ, lambda mask: self.alarm.clear())
         self.relay.start(self.selector, self.channels.wake[0])
+        pidfile = self.config.pidfile and self.config.relative(self.config.pidfile)
+        self.lifecycle = Lifecycle(pidfile)
         self.control = control.ControlServer(control.socket_path(self.config), self.selector,
                                              self._on_request, self.config.signal_timeout)
         log.info("master pid %d: control socket %s", os.getpid(), self.control.path)
         self.stats_server = self._stats_server()
+        self.lifecycle.started()
         for slot in self.cheaper.cheap:
             self.router.set_cheap(slot, True)
             self.shared.procs[slot].status = CHEAP
@@ -172,6 +176,7 @@ class Master:
             self.control.close()
             if self.stats_server is not None:
                 self.stats_server.close()
+            self.lifecycle.stopped()
         log.info("stopped (exit status %d)", self.exit_code)
         return self.exit_code
 
@@ -279,6 +284,7 @@ class Master:
         if self.stopping:
             return
         self.stopping, self.exit_code = True, code
+        self.lifecycle.stopping()
         self.stop_deadline = time.monotonic() + self.config.reload_mercy
         self.due.clear()
         log.info("stopping (%s); children have %g s (reload-mercy) to finish",
@@ -352,6 +358,7 @@ class Master:
                 c.ready for c in self.children.values()):
             self.announced = True
             t = self.topology
+            self.lifecycle.ready()
             log.info("ready: %d workers, %d mules, %d spoolers (%.3f s)", t.workers, t.mules,
                      t.spoolers, time.monotonic() - self.started)
 
