@@ -1,4 +1,5 @@
-"""The `switchboard` command: run, check, signal, stats (SPEC section 11)."""
+"""Run a Switchboard deployment, check its config, raise a signal in a running instance,
+or read its stats."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 
 from switchboard import config as config_mod
-from switchboard import control, logs
+from switchboard import control, logs, statstable
 from switchboard.cluster import node, sender
 from switchboard.errors import SwitchboardError
 from switchboard.master import Master
@@ -50,8 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--all", action="store_true",
                        help="raise it on every member of the config's [cluster]")
     sig.set_defaults(func=_signal)
-    st = sub.add_parser("stats", help="print a running instance's stats as JSON")
+    st = sub.add_parser("stats", help="print a running instance's stats: tables on a "
+                        "terminal, JSON when piped")
     _instance_args(st)
+    form = st.add_mutually_exclusive_group()
+    form.add_argument("--json", dest="form", action="store_const", const="json",
+                      help="print the stats document as JSON (the default when piped)")
+    form.add_argument("--table", dest="form", action="store_const", const="table",
+                      help="print tables (the default on a terminal)")
     st.set_defaults(func=_stats)
     return parser
 
@@ -128,6 +135,11 @@ def _signal(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"switchboard: error: signal {args.num}: {reply.get('error')}", file=sys.stderr)
         return 1
+    if reply.get("held"):
+        waiting = reply.get("waiting", 0)
+        print(f"switchboard: signal {args.num}: no handler is registered for it; it is held "
+              f"for signal_wait() ({waiting} process{'' if waiting == 1 else 'es'} waiting "
+              "now)", file=sys.stderr)
     return 0
 
 
@@ -159,5 +171,9 @@ def _stats(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"switchboard: error: {reply.get('error')}", file=sys.stderr)
         return 1
-    print(json.dumps(reply["stats"], indent=2))
+    form = args.form or ("table" if sys.stdout.isatty() else "json")
+    if form == "table":
+        print(statstable.render(reply["stats"]), end="")
+    else:
+        print(json.dumps(reply["stats"], indent=2))
     return 0

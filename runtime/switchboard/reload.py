@@ -58,6 +58,7 @@ class Reload:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._output)
         self._deadline = time.monotonic() + CHECK_TIMEOUT
         log.info("reload: checking %s", self.master.config.path)
+        self.master.lifecycle.reloading()
 
     def step(self) -> None:
         """Called on every pass of the master's loop."""
@@ -85,22 +86,19 @@ class Reload:
         errors = self._output.read().decode(errors="replace").strip()
         self._output.close()
         if code != 0:
-            log.error("reload refused, the running config stays: %s",
-                      errors.splitlines()[-1] if errors else f"check exited with {code}")
-            return
+            return self._refuse(errors.splitlines()[-1] if errors else
+                                f"check exited with {code}")
         try:
             new = config_mod.load(self.master.config.path)
         except ConfigError as exc:
-            log.error("reload refused, the running config stays: %s", exc)
-            return
+            return self._refuse(str(exc))
         old = self.master.config
         if new.topology() != self.master.topology or new.cheaper != old.cheaper or \
                 new.control != old.control:
-            log.error("reload refused, the running config stays: the process layout "
-                      "(workers, mules, farms, spooler, cheaper) or the control socket "
-                      "changed; restart to apply it")
-            return
+            return self._refuse("the process layout (workers, mules, farms, spooler, "
+                                "cheaper) or the control socket changed; restart to apply it")
         if not self.master.apply_config(new):
+            self.master.lifecycle.ready()           # still running, on the old config
             return
         self.queue = sorted(self.master.children)
         log.info("reload: config applied; replacing %d children one at a time",
@@ -117,11 +115,19 @@ class Reload:
             child.replacing = True
             self.master.kill(slot, "")
             return
+        self._done()
+
+    def _refuse(self, why: str) -> None:
+        log.error("reload refused, the running config stays: %s", why)
+        self.master.lifecycle.ready()
+
+    def _done(self) -> None:
         log.info("reload: done")
+        self.master.lifecycle.ready()
 
     def replaced(self, slot: int) -> None:
         """The replacement of `slot` is ready: go on with the next child."""
         if slot == self.current:
             self.current = None
             if not self.queue:
-                log.info("reload: done")
+                self._done()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.request
+
 import pytest
 from tests.cluster.conftest import MARK
 from tests.conftest import wait_for
@@ -101,3 +105,25 @@ def burst(num):
     a.raise_signal(13)
     lines = b.wait_results(40)
     assert [int(r[0]) for r in lines] == list(range(60, 100))
+
+
+def test_the_cluster_section_is_in_the_stats_server_and_metrics(make_node):
+    a = make_node("a", [{"num": 58, "handler": MARK}],
+                  settings={"workers": 1, "stats": "127.0.0.1:0", "stats-http": True})
+    res = a.cli("signal", "58", "--all", "--config", str(a.config_path))
+    assert res.returncode == 0, res.stderr
+    a.wait_results(1)
+    match = re.search(r"stats server on 127\.0\.0\.1:(\d+)", a.log)
+    assert match, a.log
+
+    def section() -> dict:
+        url = f"http://127.0.0.1:{match.group(1)}/"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return json.loads(reply.read())["cluster"]
+    wait_for(lambda: section()["received"] == 1, message=section)
+    assert section()["node"] == "a" and [m["node"] for m in section()["members"]] == ["a"]
+    url = f"http://127.0.0.1:{match.group(1)}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    assert "switchboard_cluster_received_total 1.0" in text
+    assert "switchboard_cluster_members 1.0" in text

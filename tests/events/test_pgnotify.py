@@ -59,10 +59,40 @@ def test_a_lost_connection_is_logged_and_retried(make_instance, postgres):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: "pgnotify again: listening again" in inst.log, timeout=40,
              message=lambda: inst.log[-3000:])
-    assert "retrying in" in inst.log
+    assert "retrying every" in inst.log
     notify(postgres, "again")
     inst.wait_results(1, where=lambda r: r[0] == "41")
     assert inst.proc.poll() is None and inst.pid == master   # the master never noticed
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(make_instance,
+                                                                       postgres, tmp_path):
+    """Without a server the listener used to log a WARNING on every retry (the events
+    sample was mostly that); now one WARNING per outage, DEBUG retries, one INFO at the
+    end.  The server "appears" when its socket is linked into the folder the dsn names."""
+    params = dict(part.split("=", 1) for part in postgres.split())
+    if not params.get("host", "").startswith("/"):
+        pytest.skip("needs the test server's unix socket")
+    later = tmp_path / "pg"
+    later.mkdir()
+    dsn = f"host={later} port={params['port']} user=postgres dbname=postgres"
+    inst = make_instance({"workers": 1}, [{"num": 42, "handler": MARK}], start=False)
+    with open(inst.config_path, "a") as f:
+        f.write(f'\n[[pgnotify]]\nsignal = 42\ndsn = "{dsn}"\nchannel = "late"\n')
+    inst.start(args=["--log-level", "DEBUG"])
+
+    def lines(text):
+        return [line for line in inst.log.splitlines() if "pgnotify late:" in line and text in line]
+
+    wait_for(lambda: len(lines("retrying in")) >= 2, timeout=20, message=lambda: inst.log)
+    assert len(lines(" WARNING ")) == 1, inst.log
+    assert all(" DEBUG " in line for line in lines("retrying in"))
+    socket_name = f".s.PGSQL.{params['port']}"
+    os.symlink(os.path.join(params["host"], socket_name), later / socket_name)
+    wait_for(lambda: lines("listening again"), timeout=20, message=lambda: inst.log)
+    assert len(lines(" WARNING ")) == 1 and " INFO " in lines("listening again")[0]
+    notify(postgres, "late")
+    inst.wait_results(1, where=lambda r: r[0] == "42")
 
 
 def test_a_bad_dsn_is_a_config_error(make_instance, cli):

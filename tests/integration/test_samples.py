@@ -98,3 +98,15 @@ def test_check_prints_the_quickstart_table(cli):
                               (30, "worker", "hello")]:
         assert any(str(num) in line and target in line and func in line
                    for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("sample", ["quickstart", "seed", "mixed", "mules", "events"])
+def test_each_sample_shows_something_by_itself_within_5_seconds(make_instance, wait_for,
+                                                                 sample):
+    """A new user who runs a sample sees it work before typing anything else (seed and
+    mixed used to sit silent until the right signal was raised by hand)."""
+    inst = make_instance.existing(SAMPLES / sample / "switchboard.toml")
+    wait_for(lambda: inst.stdout.strip(), 5,
+             message=lambda: f"{sample}: nothing on stdout within 5 s of ready; log:\n"
+                             f"{inst.log[-3000:]}")
+    assert " ERROR " not in inst.log and "Traceback" not in inst.log, inst.log[-3000:]

@@ -93,4 +93,3 @@ def test_state_sums_counters_and_publishes_members():
     assert doc["members"] == [{"node": "web-1", "last_heartbeat": 1.5},
                               {"node": "web-2", "last_heartbeat": 2.0}]
     assert state.nodes() == ["web-1", "web-2"]
-    assert state.metrics()["switchboard_cluster_sent_total"] == 3

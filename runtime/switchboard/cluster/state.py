@@ -69,8 +69,3 @@ class ClusterState:
                 "members": [{"node": n, "last_heartbeat": round(t, 3)}
                             for n, t in snap["members"]],
                 **self.totals()}
-
-    def metrics(self) -> dict[str, int]:
-        """Counters for a Prometheus collector: switchboard_cluster_<name>_total."""
-        return {f"switchboard_cluster_{name}_total": value
-                for name, value in self.totals().items()}
