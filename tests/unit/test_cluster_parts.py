@@ -87,9 +87,9 @@ def test_state_sums_counters_and_publishes_members():
     state.count(1, "sent", 2)
     state.count(2, "sent")
     state.count(0, "received", 5)
-    state.set_members([("web-1", 1.5), ("web-2", 2.0)], connected=True)
+    state.set_members([("web-1", 1.5), ("web-2", 2.7)], connected=True)
     doc = state.describe()
     assert (doc["sent"], doc["received"], doc["expired"]) == (3, 5, 0)
-    assert doc["members"] == [{"node": "web-1", "last_heartbeat": 1.5},
-                              {"node": "web-2", "last_heartbeat": 2.0}]
+    assert doc["members"] == [{"node": "web-1", "last_heartbeat": 1},      # integers, as
+                              {"node": "web-2", "last_heartbeat": 2}]      # every number
     assert state.nodes() == ["web-1", "web-2"]

@@ -66,6 +66,6 @@ class ClusterState:
         """The stats document's `cluster` section, as plain data."""
         snap = self.snapshot()
         return {"name": self.name, "node": self.node, "connected": snap["connected"],
-                "members": [{"node": n, "last_heartbeat": round(t, 3)}
+                "members": [{"node": n, "last_heartbeat": int(t)}
                             for n, t in snap["members"]],
                 **self.totals()}
