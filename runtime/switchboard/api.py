@@ -44,7 +44,7 @@ from switchboard.messages import mule_msg as mule_msg
 from switchboard.messages import mule_msg_recv_size as mule_msg_recv_size
 from switchboard.shared import SIGNALS, USER_LOCKS
 from switchboard.sources import cron, paths
-from switchboard.sources.timer import check_iterations, check_period
+from switchboard.sources.timer import MIN_PERIOD, check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
 from switchboard.targets import MASTER_SLOT, Role, parse_target
 
@@ -174,9 +174,12 @@ def add_timer(signum: int, seconds: float, /, iterations: int = 0) -> None:
 
 
 def add_rb_timer(signum: int, seconds: float, iterations: int = 0, /) -> None:
-    """uWSGI's user-space timer: here the same machinery as add_timer()."""
-    _add_source("rb_timer", signum, seconds=check_period(seconds),
-                iterations=check_iterations(iterations))
+    """uWSGI's user-space timer: here the same machinery as add_timer().  As uWSGI,
+    `add_rb_timer(n, 0, 1)` is a one-shot at once (here: after 1 ms)."""
+    iterations = check_iterations(iterations)
+    if seconds == 0 and iterations == 1 and not isinstance(seconds, bool):
+        seconds = MIN_PERIOD
+    _add_source("rb_timer", signum, seconds=check_period(seconds), iterations=iterations)
 
 
 def add_cron(signum: int, minute: int, hour: int, day: int, month: int, weekday: int, /

@@ -387,10 +387,10 @@ class farm_loop(MuleProgram):  # noqa: N801
         self.f, self.farm = f, farm
 
     def runs_here(self) -> bool:
-        return uwsgi.mule_id() != 0 and bool(uwsgi.in_farm(self.farm))
+        return uwsgi.mule_id() != 0 and bool(uwsgi.in_farm(self.farm or ""))
 
     def __call__(self) -> None:
-        if uwsgi.mule_id() == 0 or not uwsgi.in_farm(self.farm):
+        if uwsgi.mule_id() == 0 or not uwsgi.in_farm(self.farm or ""):
             return
         while True:
             message = uwsgi.farm_get_msg()

@@ -80,26 +80,32 @@ class Queues:
 
 # -- the API (re-exported by api.py) ---------------------------------------------------
 
-def mule_msg(msg: str | bytes, mule: int | str | None = None) -> bool:
-    """Queue `msg` for mule N, any mule (0 or None) or a farm (its name); False if the
+def mule_msg(message: str | bytes, mule_id: int | str | bytes = 0, /) -> bool:
+    """Queue `message` for mule N, any mule (0) or a farm (its name); False if the
     queue stayed full for signal-timeout."""
     ctx = current()
     queues = _queues(ctx, "mule_msg")
+    mule: object = mule_id
     if mule is None or (mule == 0 and not isinstance(mule, bool)):
         assert queues.shared is not None        # _queues() checked
-        return _send(ctx, queues.shared[0], _bytes(msg), "any mule")
+        return _send(ctx, queues.shared[0], _bytes(message), "any mule")
+    if isinstance(mule, bytes):     # uWSGI on Python 3 takes a farm name only as bytes
+        mule = mule.decode()
     if isinstance(mule, str):
-        return _send(ctx, _farm(queues, mule, ctx), _bytes(msg), f"farm '{mule}'")
+        return _send(ctx, _farm(queues, mule, ctx), _bytes(message), f"farm '{mule}'")
     if isinstance(mule, bool) or not isinstance(mule, int):
         raise TypeError(f"mule must be a mule id or a farm name, not {type(mule).__name__}")
     if mule not in queues.mules:
         raise ValueError(f"mule_msg(): there is no mule {mule} (mules = {len(queues.mules)})")
-    return _send(ctx, queues.mules[mule][0], _bytes(msg), f"mule {mule}")
+    return _send(ctx, queues.mules[mule][0], _bytes(message), f"mule {mule}")
 
 
-def farm_msg(farm: str, msg: str | bytes) -> bool:
-    """Queue `msg` for the first free mule of `farm`; False if it stayed full."""
-    ctx = current()
+def farm_msg(farm_name: str | bytes, message: str | bytes, /) -> bool:
+    """Queue `message` for the first free mule of the farm; False if it stayed full
+    (uWSGI returns None)."""
+    ctx, farm, msg = current(), farm_name, message
+    if isinstance(farm, bytes):
+        farm = farm.decode()
     if not isinstance(farm, str):
         raise TypeError(f"farm must be a farm name, not {type(farm).__name__}")
     return _send(ctx, _farm(_queues(ctx, "farm_msg"), farm, ctx), _bytes(msg),
@@ -129,13 +135,13 @@ def farm_get_msg() -> bytes | None:
     return ctx.receive(socks, RECV_SIZE, None, signals=False)
 
 
-def in_farm(name: str | None = None) -> bool | None:
-    """True if this mule is in farm `name` (in any farm, without a name); else None."""
+def in_farm(farm_name: str = "", /) -> bool | None:
+    """True if this mule is in the farm (in any farm, without a name); else None."""
     ctx = current()
     if ctx.role is not Role.MULE:
         return None
     for farm, ids in ctx.topology.farms.items():
-        if ctx.ident in ids and name in (None, farm):
+        if ctx.ident in ids and farm_name in ("", None, farm):
             return True
     return None
 

@@ -38,10 +38,7 @@ EXTENSIONS = {
                      'does not'),
 }
 
-# Built on the compat-mule branch (mule messages, @mulefunc & co, @thread): checked
-# separately so this file says what is still missing.  At the last merge: mule_msg,
-# farm_msg and in_farm take keywords and other names where uWSGI's are positional-only
-# (message, mule_id, farm_name), and default to None where the stub says int/str.
+# The mule parts (mule messages, @mulefunc & co, @thread), checked on their own.
 PENDING = re.compile(r"uwsgi\.(mule_msg|mule_get_msg|farm_msg|farm_get_msg|in_farm)$|"
                      r"uwsgidecorators\.(mule|muleloop|mulemsg|mulemsg_loop|mule_brain|"
                      r"mule_brainloop|mulefunc|mule_functions|mule_msg_dispatcher|farm|"
@@ -77,8 +74,6 @@ def test_no_difference_in_the_signal_timer_cron_filemon_spooler_and_lock_parts(d
     assert left == [], "\n".join(f"{n}: {m}" for n, m in left)
 
 
-@pytest.mark.xfail(strict=True, reason="mule_msg/farm_msg/in_farm signatures differ from "
-                   "uWSGI's (compat-mule branch)")
 def test_no_difference_in_the_mule_and_farm_parts(differences):
     pending = [(n, m) for n, m in differences if PENDING.match(n)]
     assert pending == [], "\n".join(f"{n}: {m}" for n, m in pending)
