@@ -69,7 +69,7 @@ def _process(master: Master, slot: int, counts: _Counts) -> dict[str, Any]:
         record["program"] = master.config.programs[record["id"]].program
     if role is Role.SPOOLER:
         record.update(jobs_done=rec.jobs_done, jobs_failed=rec.jobs_failed,
-                      jobs_retried=rec.jobs_retried)
+                      jobs_retried=rec.jobs_retried, jobs_invalid=rec.jobs_invalid)
     if rec.status == BUSY:
         record["signum"] = rec.signum
         record["running_for"] = round(time.monotonic() - rec.started, 3)
