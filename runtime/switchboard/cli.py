@@ -7,7 +7,7 @@ import json
 import sys
 
 from switchboard import config as config_mod
-from switchboard import control, logs
+from switchboard import control, logs, statstable
 from switchboard.errors import SwitchboardError
 from switchboard.master import Master
 from switchboard.table import describe
@@ -44,8 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     sig.add_argument("num", type=int, help="signal number, 0-255")
     _instance_args(sig)
     sig.set_defaults(func=_signal)
-    st = sub.add_parser("stats", help="print a running instance's stats as JSON")
+    st = sub.add_parser("stats", help="print a running instance's stats: tables on a "
+                        "terminal, JSON when piped")
     _instance_args(st)
+    form = st.add_mutually_exclusive_group()
+    form.add_argument("--json", dest="form", action="store_const", const="json",
+                      help="print the stats document as JSON (the default when piped)")
+    form.add_argument("--table", dest="form", action="store_const", const="table",
+                      help="print tables (the default on a terminal)")
     st.set_defaults(func=_stats)
     return parser
 
@@ -130,5 +136,9 @@ def _stats(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"switchboard: error: {reply.get('error')}", file=sys.stderr)
         return 1
-    print(json.dumps(reply["stats"], indent=2))
+    form = args.form or ("table" if sys.stdout.isatty() else "json")
+    if form == "table":
+        print(statstable.render(reply["stats"]), end="")
+    else:
+        print(json.dumps(reply["stats"], indent=2))
     return 0

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard import statserver
 from switchboard.errors import ConfigError
 from switchboard.sources import config as source_config
 from switchboard.targets import Topology, parse_target
@@ -23,11 +24,11 @@ MAX_SECONDS = 10.0**9
 
 
 def setting(key: str, default: Any, doc: str, *, minimum: float | None = None,
-            maximum: float | None = None, planned: str | None = None) -> Any:
-    """Declare a `[switchboard]` key; `planned` names the feature not built yet."""
+            maximum: float | None = None) -> Any:
+    """Declare a `[switchboard]` key: its type comes from the field's annotation."""
     if maximum is None and isinstance(default, int | float) and not isinstance(default, bool):
         maximum = MAX_SECONDS if isinstance(default, float) else MAX_COUNT
-    meta = {"key": key, "doc": doc, "minimum": minimum, "maximum": maximum, "planned": planned}
+    meta = {"key": key, "doc": doc, "minimum": minimum, "maximum": maximum}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -97,7 +98,10 @@ class Config:
                                     "Accepted for uWSGI's ini: priority sub-folders always "
                                     "run first, lowest number first.")
     control: str = setting("control", "", "Control socket path (default: derived).")
-    stats: str = setting("stats", "", "TCP stats server address.", planned="the stats server")
+    stats: str = setting("stats", "", "Stats server address: host:port, a Unix path "
+                         "(relative to the config) or @abstract; none when empty.")
+    stats_http: bool = setting("stats-http", False, "Speak HTTP/1.0 on the stats address "
+                               "(JSON, /metrics, the status page) instead of raw JSON.")
     signals: list[SignalEntry] = field(default_factory=list)
     programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
     sources: list[source_config.SourceEntry] = field(default_factory=list)
@@ -165,6 +169,11 @@ def from_dict(data: dict[str, Any], path: str) -> Config:
     values = {_BY_KEY[k].name: _check_setting(path, k, v) for k, v in _known(path, section)}
     config = Config(path=path, **values)
     _check_processes(config)
+    if config.stats:
+        try:
+            statserver.parse_address(config.stats)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc), "[switchboard]", "stats") from None
     config.signals = _signal_entries(path, data.get("signal", []), config.topology())
     config.programs = _mule_programs(path, data.get("mule", []), config.mules)
     config.sources = source_config.parse(path, data, config.topology())
@@ -248,23 +257,17 @@ def _check_setting(path: str, key: str, value: Any) -> Any:
     if maximum is not None and value > maximum:
         raise ConfigError(path, f"{value} is above the maximum {maximum:,}", "[switchboard]",
                           key)
-    if meta["planned"] and value != fld.default and value != _default(fld):
-        raise ConfigError(path, f"not supported yet ({meta['planned']} is planned)",
-                          "[switchboard]", key)
     if key == "lua-engine" and value not in ("lua54", "lua55", "luajit21"):
         raise ConfigError(path, f"unknown engine '{value}' (valid: lua54, lua55, luajit21)",
                           "[switchboard]", key)
     return value
 
 
-def _default(fld: dataclasses.Field[Any]) -> Any:
-    factory = fld.default_factory
-    return factory() if factory is not dataclasses.MISSING else fld.default
-
-
 def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
     ok: bool
-    if kind in ("int", int):
+    if kind in ("bool", bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif kind in ("int", int):
         ok = isinstance(value, int) and not isinstance(value, bool)
         wanted = "an integer"
     elif kind in ("float", float):

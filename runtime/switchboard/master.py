@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, binding, control, decorators, ini, loader, stats
+from switchboard import api, binding, control, decorators, ini, loader, stats, statserver
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -109,7 +109,8 @@ class Master:
         groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
                             self.flag_of[g]) for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
-        self.relay = Relay(self.router, self._on_ready, self._on_message, self._on_malformed)
+        self.relay = Relay(self.router, self._on_ready, self._on_message, self._on_malformed,
+                           self.shared.latency)
         self.windows = ReadWindows(self.shared, topo, self.router, self.flag_of)
         self.registry = Registry(self.router, Schedule())
         self.registry.tell_helper = self._tell_helper
@@ -128,6 +129,11 @@ class Master:
         self.cheaper = Cheaper(config.cheaper or len(workers), config.cheaper_wait,
                                config.cheaper_idle, workers)
         self.reloading = Reload(self)
+        self.view = stats.View(
+            topo, self.shared, self.table, self.router, self.registry, self.started,
+            lambda: {slot: (c.pid, c.started) for slot, c in self.children.items()},
+            self.respawns, self.harakiris, self.malformed,
+            lambda: {i: p.program for i, p in self.config.programs.items()})
 
     # -- run -----------------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class Master:
         self.control = control.ControlServer(control.socket_path(self.config), self.selector,
                                              self._on_request, self.config.signal_timeout)
         log.info("master pid %d: control socket %s", os.getpid(), self.control.path)
+        self.stats_server = self._stats_server()
         for slot in self.cheaper.cheap:
             self.router.set_cheap(slot, True)
             self.shared.procs[slot].status = CHEAP
@@ -167,6 +174,8 @@ class Master:
         finally:
             self.relay.count_stopped(self.channels)
             self.control.close()
+            if self.stats_server is not None:
+                self.stats_server.close()
         log.info("stopped (exit status %d)", self.exit_code)
         return self.exit_code
 
@@ -193,6 +202,8 @@ class Master:
         self.relay.move()
         self.control.retry()
         self.control.expire()
+        if self.stats_server is not None:
+            self.stats_server.expire()
         self.router.log_drops()
         now = time.monotonic()
         self._housekeeping_skipped = not (
@@ -213,12 +224,26 @@ class Master:
         self._murder()
         self._manage()
 
-    # -- control socket ------------------------------------------------------------------
+    # -- control socket and stats server ------------------------------------------------
+
+    def _stats_server(self) -> statserver.StatsServer | None:
+        """The stats server if `stats` is set (none by default)."""
+        if not self.config.stats:
+            return None
+        from switchboard.metrics import Collector  # prometheus_client: only when served
+        address = statserver.parse_address(self.config.stats, self.config.folder)
+        server = statserver.StatsServer(address, self.config.stats_http, self.selector,
+                                        lambda: stats.document(self.view),
+                                        Collector(self.view).text)
+        self.view.sections["stats_server"] = server.counters.as_dict
+        log.info("stats server on %s (%s)", server.describe(),
+                 "HTTP: JSON, /metrics and the status page" if server.http else "raw JSON")
+        return server
 
     def _on_request(self, line: str) -> control.Reply | None:
         parts = line.split()
         if parts == ["stats"]:
-            return {"ok": True, "stats": stats.document(self)}
+            return {"ok": True, "stats": stats.document(self.view)}
         if len(parts) == 2 and parts[0] == "signal":
             try:
                 num = check_signum(int(parts[1]))

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import selectors
+import time
 from collections.abc import Callable
 
 from switchboard.channels import (
@@ -33,6 +34,7 @@ from switchboard.channels import (
     WAIT_NUM,
     Channels,
 )
+from switchboard.latency import Latency
 from switchboard.router import ANY, Outbox, Router
 
 log = logging.getLogger("switchboard.master")
@@ -59,9 +61,13 @@ class Link:
 class Relay:
     def __init__(self, router: Router, on_ready: Callable[[int], None],
                  on_message: Callable[[int, bytes], bool],
-                 on_malformed: Callable[[int, str], None]) -> None:
+                 on_malformed: Callable[[int, str], None], latency: Latency) -> None:
         self.router, self._on_ready, self._on_message = router, on_ready, on_message
         self._on_malformed = on_malformed
+        self.latency = latency
+        # When what is being routed now was raised, as far as the master can tell: the
+        # read that brought it, or the pass that routed a tick or a control request.
+        self.stamp = 0.0
         self.links = [Link(slot, box) for slot, box in router.boxes.items()]
         self._by_slot = {link.slot: link for link in self.links}
         self._group_masks: dict[str, int] = {}
@@ -76,6 +82,7 @@ class Relay:
 
     def move(self) -> None:
         """One pass: flush, retry paused raisers, serve waiters, flush what that queued."""
+        self.stamp = time.monotonic()
         self._flush()
         blocked = [link for link in self.links if link.blocked]
         for link in blocked:
@@ -99,6 +106,7 @@ class Relay:
                 return
             if link.poisoned:
                 return
+            self.stamp = time.monotonic()     # one stamp per read, not per signal
             link.inbox += self._chunk[:size]
             self._process(link)
             self._flush()     # now, not at the end of the pass: this is the latency
@@ -176,8 +184,14 @@ class Relay:
             link.poisoned = False
 
     def _flush(self) -> None:
+        run, stamp = self.latency.run, self.stamp
         for link in self.links:
             box = link.outbox
+            # Stamp what was queued since the last flush, before a child can read it.
+            end = box.flushed + len(box.buf)
+            if end != box.stamped:
+                run(box.index, end, stamp)
+                box.stamped = end
             if box.buf and not box.cheap:       # a cheaped worker's signals wait here
                 box.flush()
             if link.mask == READ and not link.blocked and not box.buf:
@@ -187,6 +201,10 @@ class Relay:
                 self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
                 link.mask = mask
         for box in self.router.groups.values():
+            end = box.flushed + len(box.buf)
+            if end != box.stamped:
+                run(box.index, end, stamp)
+                box.stamped = end
             if box.buf:
                 box.flush()
             want = WRITE if box.buf else 0

@@ -35,7 +35,7 @@ class Outbox:
     """
 
     __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
-                 "sent_flags", "record", "cheap", "wanted", "flushed")
+                 "sent_flags", "record", "cheap", "wanted", "flushed", "stamped")
 
     def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
                  flags: Any = None, index: int = 0, sent_flags: Any = None,
@@ -49,6 +49,7 @@ class Outbox:
         self.cheap = False       # its worker is cheaped: hold signals here, unflushed
         self.wanted = False      # ... and something addressed to it alone is waiting
         self.flushed = 0         # bytes ever written to the channel
+        self.stamped = 0         # stream end (flushed + buf) last given a latency stamp
 
     def full(self) -> bool:
         if len(self.buf) + self.in_kernel < self.limit:

@@ -11,9 +11,12 @@ import ctypes
 import fcntl
 import mmap
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from switchboard.latency import Latency
 
 SIGNALS = 256
 REF_MAX = 496
@@ -71,6 +74,7 @@ class ProcRecord(ctypes.Structure):
         ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
         ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)
         ("jobs_invalid", ctypes.c_uint64),  # ... not a spool file: moved to invalid/
+        ("busy", ctypes.c_double),         # seconds spent in handlers (the stats' running_time)
         # Its own channel, read in batches into the ring: the byte at stream position P
         # sits at own_ring[P % OWN_RING]; positions below own_started have been started.
         # The master puts back what was read and not started when the child dies.
@@ -101,8 +105,9 @@ SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            
 MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED = (                               # u64
     getattr(ProcRecord, f).offset // 8
     for f in ("marks", "ring_from", "own_started", "handled", "failed"))
-STARTED, LAST_ACTIVE, USER_HARAKIRI = (getattr(ProcRecord, f).offset // 8       # f64
-                                       for f in ("started", "last_active", "user_harakiri"))
+STARTED, LAST_ACTIVE, USER_HARAKIRI, BUSY_TIME = (                              # f64
+    getattr(ProcRecord, f).offset // 8 for f in ("started", "last_active", "user_harakiri",
+                                                 "busy"))
 
 
 class Shared:
@@ -134,6 +139,7 @@ class Shared:
         # read a signal (windows.py).
         self.taken = memoryview(self.map)[taken_at:size].cast("Q")
         self.slots = slots
+        self.latency = Latency(slots, channels, SIGNALS)    # raise-to-start (latency.py)
         for rec in self.procs:
             rec.signum = rec.last_received = -1
         self._thread_lock = threading.Lock()
@@ -160,3 +166,17 @@ class Shared:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, n)
         if n == 0:
             self._thread_lock.release()
+
+    def holder(self, n: int) -> int:
+        """The pid holding lock `n` (0 if free or held by the caller), as the stats show."""
+        query = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, n, 1, 0)
+        kind, _, _, _, pid = _FLOCK.unpack(fcntl.fcntl(self.fd, fcntl.F_GETLK, query))
+        return 0 if kind == fcntl.F_UNLCK else pid
+
+    def holders(self) -> list[dict[str, int]]:
+        """uWSGI's `locks` list: each lock's name and the pid that holds it (0: free)."""
+        return [{"signal table": self.holder(0)},
+                *({f"user {n}": self.holder(n + 1)} for n in range(USER_LOCKS))]
+
+
+_FLOCK = struct.Struct("hhqqi4x")      # struct flock on Linux (64-bit off_t)

@@ -48,3 +48,13 @@ def test_hops_breaks_a_lone_signal_down_hop_by_hop() -> None:
     assert len(hops) == 8 and "total (raise -> handler start)" in hops, run.stdout
     assert all(value >= 0 for value in hops.values()), run.stdout
     assert hops["total (raise -> handler start)"] > 0, run.stdout
+
+
+@pytest.mark.parametrize("channel", ["own", "group"])
+def test_dispatch_cpu_drives_a_worker_loop_in_process(channel: str) -> None:
+    """bench/dispatch_cpu.py calls the worker's read and dispatch steps by name."""
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "dispatch_cpu.py"), "--n",
+                          "2000", "--rounds", "1", "--channel", channel],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert f"{channel} channel, 2000 signals x 1: best" in run.stdout, run.stdout

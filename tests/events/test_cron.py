@@ -204,7 +204,7 @@ def test_del_cron_removes_the_entries_of_that_number(make_instance):
     wait_for(lambda: "signal 42: 2 crons removed" in inst.log, 10, message=lambda: inst.log)
     sources = inst.stats().get("event_sources")           # where the stats list them
     if sources is not None:
-        assert not [s for s in sources if s.split()[0] == "42"], sources
+        assert not [s for s in sources if s["signal"] == 42], sources
 
 
 LUA = """

@@ -46,7 +46,7 @@ def hold(num):
 
 
 def _statuses(stats):
-    return [w["status"] for w in stats["workers"]]
+    return [w["state"] for w in stats["workers"]]
 
 
 def _ran(inst, num):
@@ -152,7 +152,7 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
     # ... then back down to cheaper = 1 running worker.
     stats = inst.stats_when(lambda s: Counter(_statuses(s)) ==
                         {"idle": 1, "cheap": 2}, timeout=15)
-    cheap = [w for w in stats["workers"] if w["status"] == "cheap"]
+    cheap = [w for w in stats["workers"] if w["state"] == "cheap"]
     assert all(w["pid"] == 0 for w in cheap)
     assert len(re.findall(r"cheaped worker \d", inst.log)) == 2, inst.log
     # ... and never below it, however long it stays idle (two more cheaper-idle periods).
@@ -160,7 +160,7 @@ def test_workers_are_spawned_while_signals_wait_and_cheaped_when_idle(make_insta
     while time.monotonic() < deadline:
         assert Counter(_statuses(inst.socket_stats())) == {"idle": 1, "cheap": 2}
         time.sleep(0.1)
-    (running,) = [w for w in inst.socket_stats()["workers"] if w["status"] == "idle"]
+    (running,) = [w for w in inst.socket_stats()["workers"] if w["state"] == "idle"]
     inst.raise_signal(31)
     inst.wait_results(1, where=lambda r: r[0] == "31")
     assert [r for r in inst.results() if r[0] == "31"] == [

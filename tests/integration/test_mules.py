@@ -133,7 +133,7 @@ def test_a_busy_mule_does_not_hold_up_mule_or_farm_signals(make_instance, wait_f
         modules={"app": APP})
     inst.raise_signal(20)
     inst.wait_results(1, where=lambda r: r[0] == "busy")
-    inst.stats_when(lambda s: _mule(s, 1)["status"] == "busy")
+    inst.stats_when(lambda s: _mule(s, 1)["state"] == "busy")
     for num in (30, 31, 32, 30, 31, 32):
         inst.raise_signal(num)
     # Mule 1 stays busy until the test creates `release`: mule 2 takes all six.
@@ -141,7 +141,7 @@ def test_a_busy_mule_does_not_hold_up_mule_or_farm_signals(make_instance, wait_f
     ran = [r[:3] for r in lines if r[0] in ("30", "31", "32")]
     assert sorted(ran) == sorted([[n, "w0", "m2"] for n in ("30", "31", "32")] * 2), ran
     assert not [r for r in lines if r[0] == "free"]
-    assert _mule(inst.socket_stats(), 1)["status"] == "busy"
+    assert _mule(inst.socket_stats(), 1)["state"] == "busy"
     inst.touch("release")
     inst.wait_results(1, where=lambda r: r[0] == "free")
     stats = inst.stats_when(lambda s: _mule(s, 1)["status"] == "idle")

@@ -96,7 +96,7 @@ def test_a_busy_worker_does_not_hold_up_first_available_signals(make_instance, w
         modules={"app": FIRST_AVAILABLE})
     inst.signal(20)
     inst.wait_results(1, where=lambda r: r[0] == "busy")
-    wait_for(lambda: inst.worker(1)["status"] == "busy", 10)
+    wait_for(lambda: inst.worker(1)["state"] == "busy", 10)
     for _ in range(3):
         inst.signal(30)
     # Worker 1 stays busy until the test creates `release`: all three run on worker 2.
@@ -104,7 +104,7 @@ def test_a_busy_worker_does_not_hold_up_first_available_signals(make_instance, w
     assert [r[:2] for r in lines if r[0] == "30"] == [["30", "2"]] * 3
     assert ["free", "1"] not in lines
     stats = inst.stats()
-    assert inst.worker(1, stats)["status"] == "busy"
+    assert inst.worker(1, stats)["state"] == "busy"
     inst.touch("release")
     inst.wait_results(1, where=lambda r: r[0] == "free")
     stats = _settle(inst, wait_for, 30, 3)

@@ -182,7 +182,7 @@ def test_kill_9_under_load_loses_no_queued_signal_and_no_spool_job(make_instance
     # Every process is back under its id, respawned once per kill, never by harakiri.
     stats = inst.stats_when(lambda s: all(
         _proc(s, g, i)["pid"] not in killed and _proc(s, g, i)["pid"] != 0
-        and _proc(s, g, i)["status"] != "starting" for g, i in SLOTS), timeout=15)
+        and _proc(s, g, i)["state"] != "starting" for g, i in SLOTS), timeout=15)
     for group, ident in SLOTS:
         proc = _proc(stats, group, ident)
         assert (proc["respawns"], proc["harakiri_count"]) == (kills[(group, ident)], 0), (

@@ -128,7 +128,7 @@ def test_sighup_reloads_code_and_config_and_replaces_children_one_at_a_time(make
     deadline = time.monotonic() + 30
     while "reload: done" not in inst.log and time.monotonic() < deadline:
         stats = inst.socket_stats()
-        samples.append([(w["id"], w["pid"], w["status"]) for w in stats["workers"]])
+        samples.append([(w["id"], w["pid"], w["state"]) for w in stats["workers"]])
         time.sleep(0.005)
     stream.stop()
     log = inst.log

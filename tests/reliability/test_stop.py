@@ -69,10 +69,10 @@ def test_sigterm_lets_running_handlers_finish_and_the_master_exits_0(make_instan
         inst.raise_signal(num)
     inst.wait_results(4, where=lambda r: r[0] in ("start", "job-start"))
     stats = inst.stats_when(lambda s: _proc(s, "workers", 1)["signal_queue"] == 2
-                            and _proc(s, "spoolers", 1)["status"] == "busy")
+                            and _proc(s, "spoolers", 1)["state"] == "busy")
     busy = {(g, i): _proc(stats, g, i) for g, i in
             [("workers", 1), ("workers", 2), ("mules", 1), ("spoolers", 1)]}
-    assert all(p["status"] == "busy" for p in busy.values()), busy
+    assert all(p["state"] == "busy" for p in busy.values()), busy
     children = procs.descendants(inst.pid)
     assert children == {p["pid"] for p in busy.values()}, (children, busy)
 
@@ -82,7 +82,7 @@ def test_sigterm_lets_running_handlers_finish_and_the_master_exits_0(make_instan
     # Stopping does not interrupt a handler: all four are still running, and the master
     # still answers `stats`.
     stats = inst.socket_stats()
-    assert all(_proc(stats, g, i)["status"] == "busy" for g, i in busy), stats
+    assert all(_proc(stats, g, i)["state"] == "busy" for g, i in busy), stats
     assert not [r for r in inst.results() if r[0] in ("end", "job-end")]
 
     inst.touch("finish")         # three of them can finish now; worker 2 sleeps on

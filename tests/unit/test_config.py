@@ -9,12 +9,13 @@ import dataclasses
 import datetime
 import math
 import os
+import socket
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from switchboard import config
+from switchboard import config, statserver
 from switchboard.config import SETTINGS, Config, from_dict, load
 from switchboard.errors import ConfigError
 
@@ -43,7 +44,8 @@ def default_of(fld: dataclasses.Field) -> object:
 
 SPEC_KEYS = ["workers", "mules", "farms", "spooler", "cheaper", "cheaper-wait", "cheaper-idle",
              "harakiri", "mule-harakiri", "spooler-harakiri", "reload-mercy", "signal-timeout",
-             "signal-queue", "python-path", "import", "lua", "lua-engine", "control", "stats"]
+             "signal-queue", "python-path", "import", "lua", "lua-engine", "control", "stats",
+             "stats-http"]
 
 
 def test_every_setting_the_spec_names_is_a_key_declared_once():
@@ -83,7 +85,7 @@ def test_defaults_are_not_shared_between_configs():
     ("cheaper-wait", "float"), ("cheaper-idle", "float"), ("harakiri", "float"),
     ("mule-harakiri", "float"), ("spooler-harakiri", "float"), ("reload-mercy", "float"),
     ("signal-timeout", "float"), ("spooler", "str"), ("lua-engine", "str"),
-    ("control", "str"), ("stats", "str"), ("python-path", "list[str]"),
+    ("control", "str"), ("stats", "str"), ("stats-http", "bool"), ("python-path", "list[str]"),
     ("import", "list[str]"), ("lua", "list[str]"),
 ])
 def test_spec_settings_have_the_documented_type(key, kind):
@@ -95,10 +97,10 @@ def _kind(fld: dataclasses.Field) -> str:
 
 
 WRONG = {
+    "bool": [1, "true", [True], {}],
     "int": ["3", True, 1.5, [1], {}],
     "float": ["1", True, [1.0], {}],
     "str": [1, True, ["x"], {}],
-    "bool": [1, "true", [True], {}],
     "list[str]": ["x", [1], ["x", 2], {}, [["x"]]],
     "dict[str, list[int]]": [[1], "x", {"a": "x"}, {"a": [1.5]}, {"a": ["1"]}],
 }
@@ -201,22 +203,26 @@ def test_keys_are_exact(key):
     assert error(sb(**{key: 1})).key == key
 
 
-def _planned_settings():
-    return [f for f in SETTINGS if f.metadata["planned"]]
+@pytest.mark.parametrize("value, family, address", [
+    ("127.0.0.1:9191", socket.AF_INET, ("127.0.0.1", 9191)),
+    ("[::1]:9191", socket.AF_INET6, ("::1", 9191)),
+    ("@sb-stats", socket.AF_UNIX, "\0sb-stats"),
+    ("var/stats.sock", socket.AF_UNIX, "/etc/sb/var/stats.sock"),
+])
+def test_a_stats_address_is_tcp_abstract_or_a_path_relative_to_the_config(value, family,
+                                                                            address):
+    assert from_dict(sb(stats=value), PATH).stats == value
+    assert statserver.parse_address(value, "/etc/sb") == (family, address)
 
 
-_PLANNED_VALUES = {"int": 2, "float": 1.0, "str": "x", "list[str]": ["x"],
-                   "dict[str, list[int]]": {"heavy": [1]}}
-
-
-@pytest.mark.parametrize("fld", _planned_settings(), ids=lambda f: f.metadata["key"])
-def test_a_planned_setting_with_a_value_is_not_supported_yet(fld):
-    key = fld.metadata["key"]
-    err = error(sb(**{key: _PLANNED_VALUES[_kind(fld)]}))
-    assert (err.entry, err.key) == ("[switchboard]", key)
-    assert "not supported yet" in err.message
-    # its default value is fine: a config may spell out the default
-    assert from_dict(sb(**{key: default_of(fld)}), PATH) is not None
+@pytest.mark.parametrize("value, words", [
+    ("127.0.0.1:99999", "0..65535"), ("localhost:http", "port must be a number"),
+    (":9191", "give a host"), ("@", "needs a name"),
+])
+def test_a_bad_stats_address_is_an_error_naming_the_key(value, words):
+    err = error(sb(stats=value))
+    assert (err.entry, err.key) == ("[switchboard]", "stats")
+    assert words in err.message
 
 
 # -- sections --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from switchboard.channels import MESSAGE, RAISE, READY, REROUTE, TICK, WAIT_END, message, record
+from switchboard.latency import Latency
 from switchboard.relay import KNOWN, MAX_MESSAGE, Relay
 
 SLOT = 1
@@ -35,8 +36,10 @@ class Wire:
         self.malformed: list[tuple[int, str]] = []
         self.messages: list[bytes] = []
         self.ready: list[int] = []
+        topo = router.topology
         self.relay = Relay(router, self.ready.append, self._message,
-                           lambda slot, what: self.malformed.append((slot, what)))
+                           lambda slot, what: self.malformed.append((slot, what)),
+                           Latency(topo.slots, topo.slots + len(router.groups), 256))
         self.selector = selectors.DefaultSelector()
         self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.relay.start(self.selector, self.pipe[0])

@@ -40,8 +40,10 @@ from switchboard.channels import (
 )
 from switchboard.context import Context
 from switchboard.errors import HandlerError
+from switchboard.latency import BUCKET_OF, FAST, MAX, ROW, bucket
 from switchboard.shared import (
     BUSY,
+    BUSY_TIME,
     DEPTH,
     FAILED,
     HANDLED,
@@ -131,6 +133,18 @@ class Child(Context):
         view = RecordView(self.shared, self.slot)     # self.record's fields, faster
         self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
         self._read_into = [view.u8[READ_BYTE:READ_BYTE + 1]]    # a group read lands here
+        # Raise-to-start latency (latency.py): our histograms, and the run of stamps the
+        # last signal of our own channel fell in (the next one nearly always does too).
+        latency = self.shared.latency
+        self._find, self._hist = latency.find, latency.hist
+        self._hist_base = slot * latency.signals * ROW
+        self._run_lo, self._run_hi, self._run_at = 0, 0, 0.0
+        self._maxes = [latency.summary(slot, num).max_us for num in range(latency.signals)]
+        # per group: [its channel, its members' words in shared.taken, the cached run]
+        rows = {i: self._taken[(i - slots) * slots:(i - slots + 1) * slots]
+                for _, i, _ in self._groups}
+        self._group_runs: dict[int, list[Any]] = {mine: [i, rows[i], 0, 0, 0.0]
+                                                  for _, i, mine in self._groups}
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
@@ -373,7 +387,25 @@ class Child(Context):
             if not callable(handler):
                 return self._cannot_run(num, want, handler, cached[2])
             status, started, harakiri = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
-            u8[STATUS], f64[STARTED] = BUSY, time.monotonic()
+            now = time.monotonic()
+            u8[STATUS], f64[STARTED] = BUSY, now
+            if source > 0:
+                if not self._run_lo <= source - 1 < self._run_hi:
+                    self._own_run(source - 1, now)
+                us = int((now - self._run_at) * 1e6)
+            elif source:
+                run = self._group_runs[-source - 1]
+                pos = (sum(run[1]) + 1) // 2 - 1    # what the members took before it
+                if not run[2] <= pos < run[3]:
+                    self._group_run(run, pos, now)
+                us = int((now - run[4]) * 1e6)
+            else:
+                us = 0
+            # never negative: the master stamps a run before a child can read from it
+            hist, at = self._hist, self._hist_base + num * ROW
+            hist[at + (BUCKET_OF[us] if us < FAST else bucket(us))] += 1
+            if us > self._maxes[num]:
+                self._maxes[num] = hist[at + MAX] = us
             try:
                 handler(num)
             except Exception as exc:
@@ -383,13 +415,26 @@ class Child(Context):
             finally:
                 # set_user_harakiri() lasts for this handler only, as uWSGI's per request
                 u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = status, started, harakiri
-                f64[LAST_ACTIVE] = time.monotonic()
+                f64[LAST_ACTIVE] = end = time.monotonic()
+                f64[BUSY_TIME] += end - now
             return want in (ANY, num)
         finally:
             if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
                 outer = i16[RUNNING + depth - 1]
                 u64[MARKS + depth - 1] = u64[HANDLED + outer] + u64[FAILED + outer]
             i16[SIGNUM], u8[DEPTH] = saved, depth
+
+    def _own_run(self, pos: int, now: float) -> None:
+        """The run of stamps holding our own channel's position `pos` (latency.py)."""
+        lo, hi, at = self._find(self.slot, pos)
+        self._run_lo, self._run_hi, self._run_at = (lo, hi, at) if at else (pos, pos + 1, now)
+
+    def _group_run(self, run: list[Any], pos: int, now: float) -> None:
+        """The run of stamps holding position `pos` of a group's stream (latency.py).
+        The position comes from the members' words in shared.taken (twice their takes,
+        plus one while reading): exact but for members reading at the same instant."""
+        lo, hi, at = self._find(run[0], pos)
+        run[2:] = (lo, hi, at) if at else (pos, pos + 1, now)
 
     def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
         """No callable for `num` here: it ends a wait, goes back to the master, or drops."""

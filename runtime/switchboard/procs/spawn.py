@@ -63,6 +63,8 @@ def _close_masters(master: Master, slot: int, role: Role) -> None:
     for fd in master.wake_fds:
         os.close(fd)
     control.close_inherited(master.control)
+    if master.stats_server is not None:
+        master.stats_server.close_inherited()
     master.channels.keep_for_child(slot, master.topology.groups_of(slot),
                                    spooler=role is Role.SPOOLER)
     os.close(master.commands[1])

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from switchboard.router import Router
-from switchboard.sources.cron import CronSpec
+from switchboard.sources.cron import CronSpec, next_fire
 from switchboard.sources.pgnotify import Listener
 from switchboard.sources.schedule import Schedule
 
@@ -107,5 +108,32 @@ class Registry:
         lines += [f"{x.num:3d}  pgnotify channel {x.channel}" for x in self.listeners]
         return lines
 
+    def entries(self) -> list[dict[str, Any]]:
+        """One structured record per source, for the stats: times in Unix seconds."""
+        now, epoch = time.monotonic(), time.time()
+        out = [_entry("timer", t.num, f"every {t.period:g} s", epoch + t.due - now,
+                      t.fired, t.iterations) for t in self.schedule.timers]
+        wall = self.schedule.wall()
+        for c in self.schedule.crons:
+            upcoming = next_fire(c.spec, wall)
+            out.append(_entry("cron", c.num, c.spec.text(),
+                              upcoming.timestamp() if upcoming else None, c.fired, 0))
+        out += [_entry("file_monitor", m["num"], m["path"] + (" (recursive)" if
+                       m.get("recursive") else ""), None, None, m.get("iterations", 0))
+                for m in self.monitors.values()]
+        out += [_entry("pgnotify", x.num, f"channel {x.channel}", None, None, 0)
+                for x in self.listeners]
+        return out
+
     def needs_helper(self) -> bool:
         return bool(self.monitors or self.listeners)
+
+
+def _entry(kind: str, num: int, schedule: str, next_fire: float | None, fired: int | None,
+           iterations: int) -> dict[str, Any]:
+    """A source as the stats show it: `iterations_left` is None for one that never ends,
+    and a file monitor's ticks are counted in the sources helper (None here)."""
+    left = None if not iterations or fired is None else max(0, iterations - fired)
+    return {"kind": kind, "signal": num, "schedule": schedule,
+            "next_fire": round(next_fire, 3) if next_fire is not None else None,
+            "fired": fired, "iterations": iterations, "iterations_left": left}
