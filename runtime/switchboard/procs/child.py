@@ -394,10 +394,7 @@ class Child(MessageInbox, Context):
         """Count and log a handler's failure (called from its except clause)."""
         self._u64[FAILED + num] += 1
         text = str(exc) if isinstance(exc, HandlerError) else hosts.error_text(exc)
-        if text is None:
-            log.exception("signal %d: handler %s failed in %s", num, ref, self._name())
-        else:
-            log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), text)
+        log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), text)
 
     def _handler(self, num: int) -> tuple[int, _Resolved, str]:
         """(generation, what to run, its reference), resolved and cached: _dispatch()
