@@ -261,13 +261,22 @@ def _add_cron(fn: Any) -> Any:
     return add_cron
 
 
+def _as_table(fn: Any) -> Any:
+    """A list or dict result as a Lua table (a sequence for a list; nil stays nil)."""
+    def call(*args: Any) -> Any:
+        value = fn(*[_from_lua(a) for a in args])
+        return None if value is None else runtime().table_from(value)
+    return call
+
+
 def _log(*parts: Any) -> None:
     log.info("%s", " ".join(str(p) for p in parts))
 
 
 # Names whose Lua arguments need more than _plain's conversion.
 _ADAPTERS = {"register_signal": _register_signal, "signal_registered": _signal_registered,
-             "add_cron": _add_cron}
+             "add_cron": _add_cron, "spooler_jobs": _as_table, "spooler_pids": _as_table,
+             "spooler_get_task": _as_table}
 
 
 def _safe(fn: Any) -> Any:
