@@ -32,7 +32,7 @@ def feeder():
 
 @spool
 def report(job):
-    print(f"spool job {job['name'].decode()}: run by {where()}")
+    print(f"spool job {job['name']}: run by {where()}")   # @spool hands str, as uWSGI
 
 
 def spool_one(num):

@@ -5,42 +5,72 @@ In every process Switchboard starts, `sys.modules["uwsgi"]` is this module.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from switchboard import hosts
+from switchboard import api_absent, api_instance, hosts
 from switchboard import spool as spool_files
+from switchboard.api_instance import (  # noqa: F401 - the uwsgi module's names
+    hostname,
+    is_locked,
+    log,
+    mem,
+    micros,
+    reload,
+    setprocname,
+    started_on,
+    stop,
+    version,
+    version_info,
+)
+from switchboard.api_spool import (  # noqa: F401 - the uwsgi module's names
+    send_to_spooler,
+    set_spooler_frequency,
+    spool,
+    spooler_dir,
+    spooler_get_task,
+    spooler_jobs,
+    spooler_pid,
+    spooler_pids,
+)
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
+from switchboard.messages import farm_get_msg as farm_get_msg
+from switchboard.messages import farm_msg as farm_msg
+from switchboard.messages import in_farm as in_farm
+from switchboard.messages import mule_get_msg as mule_get_msg
+from switchboard.messages import mule_msg as mule_msg
+from switchboard.messages import mule_msg_recv_size as mule_msg_recv_size
 from switchboard.shared import SIGNALS, USER_LOCKS
 from switchboard.sources import cron, paths
-from switchboard.sources.timer import check_iterations, check_period
+from switchboard.sources.timer import MIN_PERIOD, check_iterations, check_period
 from switchboard.table import HandlerKind, check_signum
 from switchboard.targets import MASTER_SLOT, Role, parse_target
 
-log = logging.getLogger("switchboard.api")
-
 _ctx: Context | None = None
 post_fork_hook: Callable[[], object] | None = None   # uWSGI's hook, kept for compatibility
-spooler: Callable[[dict[str, Any]], object] | None = None   # runs spool jobs (as uWSGI)
+spooler: Callable[[dict[Any, bytes]], object] | None = None   # runs spool jobs (as uWSGI)
+mule_msg_hook: Callable[[bytes], object] | None = None     # a mule without program: messages
 numproc = 0
+opt: dict[str, Any] = {}        # the instance's options, as uWSGI's (api_instance.options)
+spoolers: tuple[bytes, ...] = ()
+globals().update(api_absent.functions())
+
+# The `uwsgi` API's names, one table for both languages: each is in Python and in the Lua
+# `uwsgi` table (hosts/lua.py converts Lua's arguments; see its docstring to add one).
+NAMES = ("register_signal", "unregister_signal", "signal", "signal_wait", "signal_received",
+         "signal_registered", "worker_id", "mule_id", "i_am_the_spooler", "masterpid",
+         "add_timer", "add_rb_timer", "add_cron", "add_file_monitor", "del_timer", "del_cron",
+         "del_file_monitor", "set_user_harakiri", "spool", "lock", "unlock",
+         # the spooler (api_spool.py), the instance (api_instance.py)
+         "send_to_spooler", "spooler_jobs", "spooler_pid", "spooler_pids", "spooler_dir",
+         "spooler_get_task", "set_spooler_frequency", "is_locked", "reload", "stop",
+         # mule messages (messages.py)
+         "mule_msg", "mule_get_msg", "farm_msg", "farm_get_msg", "in_farm",
+         "mule_msg_recv_size")
 SPOOL_OK, SPOOL_RETRY, SPOOL_IGNORE = spool_files.SPOOL_OK, spool_files.SPOOL_RETRY, \
     spool_files.SPOOL_IGNORE
-
-
-def install(ctx: Context) -> None:
-    """Bind the API to this process (called by the runtime, never by users)."""
-    global _ctx, numproc
-    from switchboard import decorators
-    _ctx = ctx
-    numproc = ctx.topology.workers
-    sys.modules["uwsgi"] = sys.modules[__name__]
-    sys.modules["uwsgidecorators"] = decorators
 
 
 def _context() -> Context:
@@ -49,10 +79,11 @@ def _context() -> Context:
     return _ctx
 
 
-def register_signal(num: int, target: str, handler: Callable[[int], Any] | str) -> None:
-    """Set what signal `num` runs and where; replaces an earlier registration."""
+def register_signal(signum: int, who: str, handler: Callable[[int], Any] | str, /) -> None:
+    """Set what signal `signum` runs and where (`who`: the target); replaces an earlier
+    registration."""
     ctx = _context()
-    num = check_signum(num)
+    num, target = check_signum(signum), who
     tgt = parse_target(target, ctx.topology)
     if isinstance(handler, str):
         hosts.resolve(handler)
@@ -74,32 +105,34 @@ def register_signal(num: int, target: str, handler: Callable[[int], Any] | str) 
     ctx.local_handlers[num] = (entry.gen, handler)
 
 
-def unregister_signal(num: int) -> bool:
+def unregister_signal(num: int, /) -> bool:
     """Remove signal `num` from the table; False if it was not registered."""
     ctx = _context()
     return ctx.table.unregister(check_signum(num))
 
 
-def signal_registered(num: int) -> bool | None:
-    """True if `num` has a handler, else None (as uWSGI)."""
-    return True if _context().table.get(check_signum(num)) is not None else None
+def signal_registered(signum: int, /) -> bool | None:
+    """True if `signum` has a handler, else None (as uWSGI)."""
+    return True if _context().table.get(check_signum(signum)) is not None else None
 
 
-def signal(num: int, remote: str | None = None) -> None:
-    """Raise signal `num`: returns once the master holds it, OSError if it cannot."""
-    if type(num) is int and 0 <= num < SIGNALS and remote is None and _ctx is not None:
-        _ctx.raise_signal(num)      # the hot path: what the checks below would allow
+def signal(signum: int, node: str = "", /) -> None:
+    """Raise signal `signum`: returns once the master holds it, OSError if it cannot."""
+    if type(signum) is int and 0 <= signum < SIGNALS and not node and _ctx is not None:
+        _ctx.raise_signal(signum)   # the hot path: what the checks below would allow
         return
     ctx = _context()
-    num = check_signum(num)
-    if remote is not None:
-        raise OSError(f"signal {num} to '{remote}': remote signals are not supported yet")
+    num = check_signum(signum)
+    if node:
+        raise OSError(f"signal {num} to '{node}': remote signals are not supported yet")
     ctx.raise_signal(num)
 
 
-def signal_wait(num: int | None = None, timeout: float | None = None) -> int | None:
+def signal_wait(signum: int | None = None, /, timeout: float | None = None, *,
+                num: int | None = None) -> int | None:
     """Block until a signal arrives (or signal `num`); its number, or None on timeout."""
     ctx = _context()
+    num = signum if num is None else num
     if num is not None:
         num = check_signum(num)
     if timeout is not None:
@@ -125,51 +158,57 @@ def mule_id() -> int:
     return ctx.ident if ctx.role is Role.MULE else 0
 
 
-def i_am_the_spooler() -> bool:
-    return _context().role is Role.SPOOLER
+def i_am_the_spooler() -> bool | None:
+    """True in a spooler, None elsewhere (as uWSGI)."""
+    return True if _context().role is Role.SPOOLER else None
 
 
 def masterpid() -> int:
     return _context().masterpid
 
 
-def add_timer(num: int, seconds: float, iterations: int = 0) -> None:
-    """Raise `num` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
-    _add_source("timer", num, seconds=check_period(seconds),
+def add_timer(signum: int, seconds: float, /, iterations: int = 0) -> None:
+    """Raise `signum` every `seconds` (a float, >= 0.001); `iterations` times, 0 = forever."""
+    _add_source("timer", signum, seconds=check_period(seconds),
                 iterations=check_iterations(iterations))
 
 
-def add_rb_timer(num: int, seconds: float, iterations: int = 0) -> None:
-    """uWSGI's user-space timer: here the same machinery as add_timer()."""
-    _add_source("rb_timer", num, seconds=check_period(seconds),
-                iterations=check_iterations(iterations))
+def add_rb_timer(signum: int, seconds: float, iterations: int = 0, /) -> None:
+    """uWSGI's user-space timer: here the same machinery as add_timer().  As uWSGI,
+    `add_rb_timer(n, 0, 1)` is a one-shot at once (here: after 1 ms)."""
+    iterations = check_iterations(iterations)
+    if seconds == 0 and iterations == 1 and not isinstance(seconds, bool):
+        seconds = MIN_PERIOD
+    _add_source("rb_timer", signum, seconds=check_period(seconds), iterations=iterations)
 
 
-def add_cron(num: int, minute: int, hour: int, day: int, month: int, weekday: int) -> bool:
-    """Raise `num` in each local minute matching uWSGI's cron integers; True."""
+def add_cron(signum: int, minute: int, hour: int, day: int, month: int, weekday: int, /
+             ) -> bool:
+    """Raise `signum` in each local minute matching uWSGI's cron integers; True."""
     spec = cron.from_ints(minute, hour, day, month, weekday)
-    _add_source("cron", num, cron=dataclasses.asdict(spec))
+    _add_source("cron", signum, cron=dataclasses.asdict(spec))
     return True
 
 
-def add_file_monitor(num: int, path: str, iterations: int = 0, recursive: bool = False) -> None:
-    """Raise `num` when the file or directory at `path` changes (it may not exist yet)."""
+def add_file_monitor(signum: int, filename: str, /, iterations: int = 0,
+                     recursive: bool = False) -> None:
+    """Raise `signum` when the file or directory `filename` changes (it may not exist yet)."""
     if not isinstance(recursive, bool):
         raise TypeError(f"recursive must be a bool, not {type(recursive).__name__}")
-    _add_source("file_monitor", num, path=paths.check_path(path),
+    _add_source("file_monitor", signum, path=paths.check_path(filename),
                 iterations=check_iterations(iterations), recursive=recursive)
 
 
-def del_timer(num: int) -> None:
+def del_timer(num: int, /) -> None:
     """Remove every timer and rb_timer raising `num`."""
     _add_source("del_timer", num)
 
 
-def del_cron(num: int) -> None:
+def del_cron(num: int, /) -> None:
     _add_source("del_cron", num)
 
 
-def del_file_monitor(num: int) -> None:
+def del_file_monitor(num: int, /) -> None:
     _add_source("del_file_monitor", num)
 
 
@@ -177,7 +216,7 @@ def _add_source(kind: str, num: int, **spec: Any) -> None:
     _context().add_source({"kind": kind, "num": check_signum(num), **spec})
 
 
-def set_user_harakiri(seconds: float) -> None:
+def set_user_harakiri(seconds: float, /) -> None:
     """Kill this process if it is still busy `seconds` from now (0 clears it)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise ValueError(f"seconds must be a number >= 0, not {seconds!r}")
@@ -192,24 +231,17 @@ async def signal_wait_async(num: int | None = None, timeout: float | None = None
     return await ctx.wait_async(num, timeout)
 
 
-def spool(job: dict[Any, Any] | bytes | None = None, **kwargs: Any) -> str:
-    """Store a job for the spooler (durably, before returning); the job file's path."""
-    ctx = _context()
-    if not ctx.spool_dir:
-        raise ValueError("spool(): no spooler is configured (set `spooler` in [switchboard])")
-    path = spool_files.write(ctx.spool_dir, spool_files.make_job(job, **kwargs))
-    with contextlib.suppress(BlockingIOError):   # full: the spoolers are being woken already
-        os.write(ctx.spool_wake, b"\0")
-    return path
+def lock(lock_num: int = 0, /) -> None:
+    """Take user lock `lock_num` (shared by every process of this instance)."""
+    n = _user_lock(lock_num)
+    _context().shared.acquire(n)
+    api_instance.held.add(n)
 
 
-def lock(n: int = 0) -> None:
-    """Take user lock `n` (shared by every process of this instance)."""
-    _context().shared.acquire(_user_lock(n))
-
-
-def unlock(n: int = 0) -> None:
-    _context().shared.release(_user_lock(n))
+def unlock(lock_num: int = 0, /) -> None:
+    n = _user_lock(lock_num)
+    api_instance.held.discard(n)
+    _context().shared.release(n)
 
 
 def _user_lock(n: object) -> int:
@@ -218,12 +250,3 @@ def _user_lock(n: object) -> int:
     if not 0 <= n < USER_LOCKS:
         raise ValueError(f"lock number {n} is out of range [0, {USER_LOCKS - 1}]")
     return n + 1
-
-
-def run_postfork_hooks() -> None:
-    """Run `@postfork` functions and `uwsgi.post_fork_hook` in a freshly forked child."""
-    from switchboard import decorators
-    for func in decorators.postfork_chain:
-        func()
-    if post_fork_hook is not None:
-        post_fork_hook()

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="start the master in the foreground")
-    run.add_argument("config", help="the deployment config (TOML)")
+    run.add_argument("config", help="the deployment config (TOML, or a uWSGI .ini)")
     run.add_argument("--log-level", default="INFO",
                      choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=_run)
@@ -85,6 +85,8 @@ def _check(args: argparse.Namespace) -> int:
     topo = master.topology
     print(f"config: {config.path}")
     print(f"workers: {topo.workers}, mules: {topo.mules}, spoolers: {topo.spoolers}")
+    if config.ignored:
+        print(f"ignored uWSGI options (not implemented): {', '.join(config.ignored)}")
     print(f"signal table: {len(entries)} entries")
     for entry in entries:
         print("  " + describe(entry, topo))

@@ -91,6 +91,12 @@ class Config:
     lua_budget: float = setting("lua-budget", 0.0,
                                 "CPU seconds a Lua handler may run before it is stopped "
                                 "with an error (0 = off).", minimum=0)
+    pyrun: str = setting("pyrun", "", "Python script run as __main__ in worker 1 (relative "
+                         "to the config); the instance stops when it ends, with its "
+                         "exit status.")
+    spooler_ordered: bool = setting("spooler-ordered", False,
+                                    "Accepted for uWSGI's ini: priority sub-folders always "
+                                    "run first, lowest number first.")
     control: str = setting("control", "", "Control socket path (default: derived).")
     pidfile: str = setting("pidfile", "", "File the master writes its pid to while it "
                            "runs (relative to the config); none when empty.")
@@ -101,6 +107,8 @@ class Config:
     signals: list[SignalEntry] = field(default_factory=list)
     programs: dict[int, MuleProgram] = field(default_factory=dict)   # by mule id
     sources: list[source_config.SourceEntry] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)   # an ini's options, as read
+    ignored: list[str] = field(default_factory=list)        # ... those not implemented
 
     @property
     def folder(self) -> str:
@@ -126,8 +134,12 @@ _FARM_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def load(path: str) -> Config:
-    """Read and check a config file; ConfigError names the file, entry and key."""
+    """Read and check a config file (TOML, or a uWSGI .ini); ConfigError names the file,
+    entry and key."""
     path = os.path.abspath(path)
+    if path.endswith(".ini"):
+        from switchboard import ini
+        return ini.load(path)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -268,6 +280,8 @@ def _check_type(path: str, entry: str, key: str, value: Any, kind: Any) -> Any:
         value = float(value) if ok else value
     elif kind in ("str", str):
         ok, wanted = isinstance(value, str), "a string"
+    elif kind in ("bool", bool):
+        ok, wanted = isinstance(value, bool), "a boolean"
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         wanted = "a list of strings"

@@ -28,6 +28,8 @@ class Context:
     last_received: int = -1
     spool_dir: str = ""            # set when a spooler is configured
     spool_wake: int = -1           # write end of the pipe that wakes the spoolers
+    queues: Any = None             # messages.Queues, when there are mules
+    signal_timeout: float = 10.0   # how long a sender waits on a full queue
 
     def raise_signal(self, num: int) -> None:
         """Hand `num` to the master; OSError if it cannot take it in time."""
@@ -46,3 +48,24 @@ class Context:
     def wait(self, num: int | None, timeout: float | None) -> int | None:
         """Block until a signal (or `num`) arrives; None on timeout."""
         raise RuntimeError(f"signal_wait() cannot be called in the {self.role.value}")
+
+    def receive(self, socks: list[Any], size: int, deadline: float | None,
+                signals: bool) -> bytes | None:
+        """A message from `socks` (a mule's queues); only a mule has them."""
+        raise RuntimeError(f"messages cannot be received in the {self.role.value}")
+
+
+_current: Context | None = None
+
+
+def set_current(ctx: Context | None) -> None:
+    """Bind this process's Context (binding.install)."""
+    global _current
+    _current = ctx
+
+
+def current() -> Context:
+    """This process's Context; RuntimeError outside a process Switchboard runs."""
+    if _current is None:
+        raise RuntimeError("the uwsgi API is only available in processes Switchboard runs")
+    return _current

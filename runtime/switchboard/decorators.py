@@ -1,12 +1,15 @@
-"""`uwsgidecorators` for Switchboard: the signal decorators of uWSGI's module.
+"""`uwsgidecorators` for Switchboard: the decorators of uWSGI's module.
 
-As in uWSGI, `from uwsgidecorators import *` also brings `uwsgi`.
+As in uWSGI, `from uwsgidecorators import *` brings every module-level name, `uwsgi`
+included (code relies on it), and extra keywords a decorator does not know are ignored.
 """
 
 from __future__ import annotations
 
 import functools
 import pickle
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,14 +26,23 @@ def get_free_signal() -> int:
 
 
 class postfork:  # noqa: N801 - uWSGI's name
-    """Run the function in every child right after it is forked."""
+    """Run the function in every worker, mule and spooler right after it is forked;
+    `@postfork(N)`: in worker N only (as uWSGI)."""
 
-    def __init__(self, f: Callable[[], object]) -> None:
-        self.f = f
-        postfork_chain.append(f)
+    def __init__(self, f: Callable[[], object] | int) -> None:
+        self.f: Callable[[], object] | None = f if callable(f) else None
+        self.wid = 0 if callable(f) else f
+        postfork_chain.append(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> object:
-        return self.f(*args, **kwargs)
+        if self.f is None:          # @postfork(N) applied to the function
+            self.f = args[0]
+            return self
+        if args or kwargs:          # called directly, as the function it decorates
+            return self.f(*args, **kwargs)
+        if self.wid > 0 and self.wid != uwsgi.worker_id():
+            return None
+        return self.f()
 
 
 class signal:  # noqa: N801 - uWSGI's name
@@ -46,11 +58,12 @@ class signal:  # noqa: N801 - uWSGI's name
 
 
 class _source:  # noqa: N801
-    """Register the function for a signal (`signum`, or the lowest free one) and add
-    the source that raises it."""
+    """Register the function for a signal (`signum`, or the lowest free one when it is
+    -1, the default, or None) and add the source that raises it."""
 
-    def __init__(self, *args: Any, target: str = "", signum: int | None = None) -> None:
-        self.num = get_free_signal() if signum is None else signum
+    def __init__(self, *args: Any, target: str = "", signum: int | None = -1,
+                 **ignored: Any) -> None:
+        self.num = get_free_signal() if signum is None or signum == -1 else signum
         self.target, self.args = target, args
 
     def __call__(self, f: F) -> F:
@@ -119,43 +132,64 @@ class harakiri:  # noqa: N801
         return guarded  # type: ignore[return-value]
 
 
-spooler_functions: dict[str, _spoolraw] = {}
+spooler_functions: dict[str, Callable[..., Any]] = {}
+_SPOOLER_KEYS = ("message_dict", "spooler", "priority", "at", "body")
 
 
-def manage_spool_request(job: dict[str, Any]) -> object:
-    """The spooler function `@spool` installs: run the decorated function a job names."""
-    name = job.get("ud_spool_func")
-    if name is None:
+def _decoded(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def manage_spool_request(vars: dict[Any, Any]) -> int:  # noqa: A002 - uWSGI's name
+    """The spooler function `@spool` uses: run the decorated function a job names, with
+    str keys and values (args/kwargs unpickled), as uWSGI's does."""
+    job = {_decoded(k): v for k, v in vars.items()}
+    if "ud_spool_func" not in job:
         raise ValueError("spool job without 'ud_spool_func': it was not written by a @spool "
                          "function; set uwsgi.spooler to a function that handles it")
-    func = spooler_functions[name.decode() if isinstance(name, bytes) else name]
-    if "args" in job:
-        ret = func.f(*pickle.loads(job["args"]), **pickle.loads(job["kwargs"]))
-    else:
-        ret = func.f(job)
-    return int(job["ud_spool_ret"]) if "ud_spool_ret" in job else ret
+    pickled = {k: pickle.loads(job.pop(k)) for k in ("args", "kwargs") if k in job}
+    job = {k: _decoded(v) for k, v in job.items()}
+    name = job["ud_spool_func"]
+    if name not in spooler_functions:
+        raise ValueError(f"spool job for '{name}': no @spool function of that name was "
+                         "imported in the spooler")
+    func = spooler_functions[name]
+    ret = func(*pickled["args"], **pickled["kwargs"]) if pickled else func(job)
+    return int(job.get("ud_spool_ret", ret))
+
+
+def postfork_chain_hook() -> None:
+    """uWSGI's `uwsgi.post_fork_hook`: run the `@postfork` functions."""
+    for func in postfork_chain:
+        func()
+
+
+def install_hooks() -> None:
+    """Set `uwsgi.spooler` and `uwsgi.post_fork_hook`, as importing uWSGI's module does."""
+    if uwsgi.spooler is None:
+        uwsgi.spooler = manage_spool_request
+    if uwsgi.post_fork_hook is None:
+        uwsgi.post_fork_hook = postfork_chain_hook
 
 
 class _spoolraw:  # noqa: N801 - uWSGI's names
-    """`@spoolraw`: calling the function spools a job; the spooler runs the function."""
-
-    ret: int | None = None
+    """`@spoolraw`: calling the function spools a job; the spooler runs the function
+    (whose return value decides the job's fate)."""
 
     def __init__(self, f: Callable[..., Any], pass_arguments: bool) -> None:
         if not uwsgi._context().spool_dir:
             raise ValueError(f"@{type(self).__name__.lstrip('_')} on {f.__name__}: no spooler "
-                             "is configured (set `spooler` in [switchboard])")
+                             "is configured (set `spooler` in the config)")
         self.f, self.pass_arguments = f, pass_arguments
-        spooler_functions[f.__name__] = self
+        self.base_dict: dict[str, Any] = {"ud_spool_func": f.__name__}
+        spooler_functions[f.__name__] = f
         f.spool = self.__call__  # type: ignore[attr-defined]  # uWSGI < 1.9.13 spelling
-        if uwsgi.spooler is None:
-            uwsgi.spooler = manage_spool_request
 
-    def __call__(self, *args: Any, **kwargs: Any) -> str:
-        job: dict[str, Any] = {"ud_spool_func": self.f.__name__}
-        if self.ret is not None:
-            job["ud_spool_ret"] = str(self.ret)
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
+        """Spool a job for the function; the job file's path (bytes, as uWSGI)."""
+        job = dict(self.base_dict)
         if self.pass_arguments:
+            job.update({k: kwargs.pop(k) for k in _SPOOLER_KEYS if k in kwargs})
             job["args"], job["kwargs"] = pickle.dumps(args), pickle.dumps(kwargs)
         else:
             if args:
@@ -163,32 +197,216 @@ class _spoolraw:  # noqa: N801 - uWSGI's names
             job.update(kwargs)
         return uwsgi.spool(job)
 
-    def spool(self, *args: Any, **kwargs: Any) -> str:
+    def spool(self, *args: Any, **kwargs: Any) -> bytes:
         """`func.spool(...)`: the same as calling it (uWSGI's older spelling)."""
         return self(*args, **kwargs)
 
 
 class _spool(_spoolraw):  # noqa: N801
-    ret = uwsgi.SPOOL_OK
+    """`@spool`: the job is done (removed) once the function returns."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
+        self.base_dict["ud_spool_ret"] = str(uwsgi.SPOOL_OK)
+        return super().__call__(*args, **kwargs)
 
 
 class _spoolforever(_spoolraw):  # noqa: N801
-    ret = uwsgi.SPOOL_RETRY
+    """`@spoolforever`: the job runs again at every scan, whatever the function returns."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
+        self.base_dict["ud_spool_ret"] = str(uwsgi.SPOOL_RETRY)
+        return super().__call__(*args, **kwargs)
 
 
-def _spool_decorator(kind: type[_spoolraw]) -> Callable[..., Any]:
-    def decorate(f: Callable[..., Any] | None = None, pass_arguments: bool = False) -> Any:
-        if f is None:
-            return functools.partial(kind, pass_arguments=pass_arguments)
-        return kind(f, pass_arguments)
-    decorate.__name__ = decorate.__qualname__ = kind.__name__.lstrip("_")
-    return decorate
+def spool_decorate(f: Callable[..., Any] | None = None, pass_arguments: bool = False,
+                   _class: type[_spoolraw] = _spoolraw) -> Any:
+    """Make `f` a spool function of kind `_class` (used bare or with arguments)."""
+    if f is None:
+        return functools.partial(_class, pass_arguments=pass_arguments)
+    return _class(f, pass_arguments)
 
 
-spool = _spool_decorator(_spool)
-spoolforever = _spool_decorator(_spoolforever)
-spoolraw = _spool_decorator(_spoolraw)
+def spoolraw(f: Callable[..., Any] | None = None, pass_arguments: bool = False) -> Any:
+    """`@spoolraw`, `@spoolraw(pass_arguments=True)`."""
+    return spool_decorate(f, pass_arguments, _spoolraw)
 
-__all__ = ["uwsgi", "get_free_signal", "postfork", "signal", "postfork_chain", "spool",
-           "spoolforever", "spoolraw", "spooler_functions", "manage_spool_request", "timer",
-           "rbtimer", "cron", "filemon", "lock", "harakiri"]
+
+def spool(f: Callable[..., Any] | None = None, pass_arguments: bool = False) -> Any:
+    """`@spool`, `@spool(pass_arguments=True)`."""
+    return spool_decorate(f, pass_arguments, _spool)
+
+
+def spoolforever(f: Callable[..., Any] | None = None, pass_arguments: bool = False) -> Any:
+    """`@spoolforever`, `@spoolforever(pass_arguments=True)`."""
+    return spool_decorate(f, pass_arguments, _spoolforever)
+
+
+
+class thread:  # noqa: N801
+    """`@thread`: each call runs the function in a new daemon thread (as uWSGI)."""
+
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+        functools.update_wrapper(self, f)
+
+    def __call__(self, *args: Any) -> Callable[..., Any]:
+        threading.Thread(target=self.f, args=args, daemon=True).start()
+        return self.f
+
+
+# -- mules: @mulefunc, @mule, @muleloop, @mulemsg, @farm (uWSGI's semantics) ------------
+
+mule_functions: dict[str, Callable[..., Any]] = {}
+
+
+class mulefunc:  # noqa: N801
+    """`@mulefunc`, `@mulefunc(N)`, `@mulefunc("farm")`: calling the function sends the
+    call (pickled) to any mule, mule N or the farm, whose mule_msg_hook runs it."""
+
+    def __init__(self, f: Callable[..., Any] | int | str, **ignored: Any) -> None:
+        self.fname: str | None = None
+        self.mule: int | str = 0
+        if callable(f):
+            self._bind(f)
+        else:
+            self.mule = f
+
+    def _bind(self, f: Callable[..., Any]) -> None:
+        self.fname = f.__name__
+        mule_functions[f.__name__] = f
+
+    def real_call(self, *args: Any, **kwargs: Any) -> bool:
+        return uwsgi.mule_msg(pickle.dumps({"service": "uwsgi_mulefunc", "func": self.fname,
+                                            "args": args, "kwargs": kwargs}), self.mule)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fname is None:      # @mulefunc(N) applied to the function
+            self._bind(args[0])
+            return self.real_call
+        return self.real_call(*args, **kwargs)
+
+
+def mule_msg_dispatcher(message: bytes) -> Any:
+    """uwsgi.mule_msg_hook: run the @mulefunc call a message carries."""
+    msg = pickle.loads(message)
+    if msg["service"] == "uwsgi_mulefunc":
+        return mule_functions[msg["func"]](*msg["args"], **msg["kwargs"])
+    return None
+
+
+uwsgi.mule_msg_hook = mule_msg_dispatcher
+
+
+def _fail_mule(exc: BaseException) -> None:
+    """A mule's function raised: print it and end the mule (it is respawned), as uWSGI."""
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+    raise SystemExit(1)
+
+
+class MuleProgram:
+    """A postfork chain entry that is a mule's program: the mule runs it once it is up
+    (binding.run_postfork_hooks), as its program (signals run inside its waits)."""
+
+    num = 0
+
+    def runs_here(self) -> bool:
+        return uwsgi.mule_id() == self.num
+
+
+class mule_brain(MuleProgram):  # noqa: N801
+    """In the postfork chain: run the function once in mule `num`."""
+
+    def __init__(self, f: Callable[[], object], num: int) -> None:
+        self.f, self.num = f, num
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            try:
+                self.f()
+            except Exception as exc:
+                _fail_mule(exc)
+
+
+class mule_brainloop(mule_brain):  # noqa: N801
+    """... and forever."""
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            while True:
+                try:
+                    self.f()
+                except Exception as exc:
+                    _fail_mule(exc)
+
+
+class mule:  # noqa: N801
+    """`@mule(N)`: mule N runs the function once after its fork."""
+
+    def __init__(self, num: int, **ignored: Any) -> None:
+        self.num = num
+
+    def __call__(self, f: Callable[[], object]) -> None:
+        postfork_chain.append(mule_brain(f, self.num))
+
+
+class muleloop(mule):  # noqa: N801
+    """`@muleloop(N)`: mule N runs the function over and over."""
+
+    def __call__(self, f: Callable[[], object]) -> None:
+        postfork_chain.append(mule_brainloop(f, self.num))
+
+
+class mulemsg_loop(MuleProgram):  # noqa: N801
+    """In the postfork chain: mule `num` hands every message it receives to `f`."""
+
+    def __init__(self, f: Callable[[bytes], object], num: int) -> None:
+        self.f, self.num = f, num
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == self.num:
+            while True:
+                message = uwsgi.mule_get_msg()
+                if message:
+                    self.f(message)
+
+
+class mulemsg:  # noqa: N801
+    """`@mulemsg(N)`: mule N calls the function with each message it receives."""
+
+    def __init__(self, num: int, **ignored: Any) -> None:
+        self.num = num
+
+    def __call__(self, f: Callable[[bytes], object]) -> None:
+        postfork_chain.append(mulemsg_loop(f, self.num))
+
+
+class farm_loop(MuleProgram):  # noqa: N801
+    """In the postfork chain: each mule of farm `farm` hands it the farm's messages."""
+
+    def __init__(self, f: Callable[[bytes], object], farm: str | None) -> None:
+        self.f, self.farm = f, farm
+
+    def runs_here(self) -> bool:
+        return uwsgi.mule_id() != 0 and bool(uwsgi.in_farm(self.farm or ""))
+
+    def __call__(self) -> None:
+        if uwsgi.mule_id() == 0 or not uwsgi.in_farm(self.farm or ""):
+            return
+        while True:
+            message = uwsgi.farm_get_msg()
+            if message:
+                self.f(message)
+
+
+class farm:  # noqa: N801
+    """`@farm(name)`: every mule of the farm calls the function with each farm message
+    it takes (one mule per message)."""
+
+    def __init__(self, name: str | None = None, **ignored: Any) -> None:
+        self.name = name
+
+    def __call__(self, f: Callable[[bytes], object]) -> None:
+        postfork_chain.append(farm_loop(f, self.name))
+
+
+farmloop = farm     # the issue's spelling; uWSGI 2.0.31 has only @farm (already a loop)

@@ -21,7 +21,7 @@ from typing import Any
 
 import setproctitle
 
-from switchboard import api, control, decorators, loader, stats, statserver
+from switchboard import api, binding, control, decorators, ini, loader, stats, statserver
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
@@ -30,6 +30,7 @@ from switchboard.context import Context
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
 from switchboard.lifecycle import Lifecycle
+from switchboard.messages import Queues
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
 from switchboard.relay import Relay
@@ -117,9 +118,12 @@ class Master:
         self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
         self.ctx = MasterContext(Role.MASTER, 0, 0, topo, self.shared, self.table, os.getpid(),
                                  spool_dir=loader.spool_folder(config),
-                                 spool_wake=self.channels.spool_wake[1])
+                                 spool_wake=self.channels.spool_wake[1],
+                                 queues=Queues.create(topo),
+                                 signal_timeout=config.signal_timeout)
         self.ctx.router, self.ctx.registry = self.router, self.registry
-        api.install(self.ctx)
+        binding.install(self.ctx)
+        api.opt = ini.uwsgi_opt(config)
         loader.apply(config, self.table, self.registry.apply)
         self.programs = loader.mule_programs(config)
         workers = list(topo.worker_slots())
@@ -397,6 +401,11 @@ class Master:
         if self.stopping:
             log.info("%s (pid %d) %s", name, pid, how)
             return
+        if slot == 1 and self.config.pyrun and booted and not child.replacing:
+            code = os.waitstatus_to_exitcode(status)
+            log.info("pyrun script %s ended (%s): stopping", self.config.pyrun, how)
+            self.stop("the pyrun script ended", code=code if code >= 0 else 128 - code)
+            return
         if child.replacing:
             log.info("reload: %s (pid %d) %s; starting its replacement", name, pid, how)
             self._spawn(slot)
@@ -479,6 +488,7 @@ class Master:
         old_sources = self.registry.boot_sources()
         decorators.postfork_chain.clear()
         api.post_fork_hook = None
+        decorators.install_hooks()          # as at boot: the hook uwsgidecorators sets
         lua.reset()
         try:
             loader.apply(config, self.table, self.registry.apply, fresh=True)
@@ -493,6 +503,7 @@ class Master:
                 self.ctx.local_handlers.pop(num, None)
         self.registry.drop_sources(old_sources)
         self.config = config
+        api.opt = ini.uwsgi_opt(config)
         self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle
         for box in [*self.router.boxes.values(), *self.router.groups.values()]:
             box.limit = config.signal_queue

@@ -67,7 +67,7 @@ def fence(num):
 
 
 def job(job):
-    sbtest.record("job", job["id"].decode(), os.getpid())
+    sbtest.record("job", job[b"id"].decode(), os.getpid())
     return uwsgi.SPOOL_OK
 
 

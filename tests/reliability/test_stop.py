@@ -41,9 +41,9 @@ def forever(num):
 
 
 def job(job):
-    sbtest.record("job-start", job["name"].decode(), os.getpid())
+    sbtest.record("job-start", job[b"name"].decode(), os.getpid())
     sbtest.wait_file("finish")
-    sbtest.record("job-end", job["name"].decode(), os.getpid())
+    sbtest.record("job-end", job[b"name"].decode(), os.getpid())
     return uwsgi.SPOOL_OK
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from switchboard import api, decorators
+from switchboard import api, binding, decorators
 from switchboard.master import MasterContext
 from switchboard.router import Outbox, Router
 from switchboard.shared import Shared
@@ -144,7 +144,7 @@ def make_router(table: SignalTable, topology: Topology) -> Iterator[Callable[...
 
 @pytest.fixture
 def restore_api() -> Iterator[None]:
-    """Undo api.install(): the API's context and the injected modules."""
+    """Undo binding.install(): the API's context and the injected modules."""
     saved_ctx, saved_numproc = api._ctx, api.numproc
     saved_modules = {name: sys.modules.get(name) for name in ("uwsgi", "uwsgidecorators")}
     saved_chain = list(decorators.postfork_chain)
@@ -166,7 +166,7 @@ def master_ctx(restore_api: None, table: SignalTable, shared: Shared, topology: 
     """The master's context as Master.boot() builds it, with a router over socketpairs."""
     ctx = MasterContext(Role.MASTER, 0, 0, topology, shared, table, os.getpid())
     ctx.router = make_router()
-    api.install(ctx)
+    binding.install(ctx)
     return ctx
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from switchboard import api, decorators, hosts
+from switchboard import api, binding, decorators, hosts
 from switchboard.context import Context
 from switchboard.hosts.python import reference_of
 from switchboard.shared import REF_MAX, USER_LOCKS
@@ -63,7 +63,7 @@ def test_register_signal_mule_and_spooler_targets_need_those_processes(restore_a
     from switchboard.targets import Topology
     topo = Topology(workers=2)
     ctx = MasterContext(Role.MASTER, 0, 0, topo, shared, table, os.getpid())
-    api.install(ctx)
+    binding.install(ctx)
     for target in ("mule", "mules", "mule1", "spooler", "farm1"):
         with pytest.raises(ValueError, match=target):
             api.register_signal(1, target, "python:os:getpid")
@@ -209,7 +209,7 @@ def test_signal_registered_is_true_or_none(master_ctx):
                                     "farm_light"])
 def test_a_child_cannot_register_a_closure_for_a_target_that_never_reaches_it(
         master_ctx, target):
-    api.install(child_context(master_ctx, Role.WORKER, 1))
+    binding.install(child_context(master_ctx, Role.WORKER, 1))
     with pytest.raises(ValueError) as err:
         api.register_signal(9, target, lambda n: n)
     message = str(err.value)
@@ -220,7 +220,7 @@ def test_a_child_cannot_register_a_closure_for_a_target_that_never_reaches_it(
 @pytest.mark.parametrize("target", ["worker1", "workers", "worker", "active-workers"])
 def test_a_child_may_register_a_closure_for_a_target_that_includes_it(master_ctx, target):
     ctx = child_context(master_ctx, Role.WORKER, 1)
-    api.install(ctx)
+    binding.install(ctx)
     api.register_signal(9, target, lambda n: n)
     entry = master_ctx.table.get(9)
     assert (entry.kind, entry.owner) == (LOCAL, 1)
@@ -229,7 +229,7 @@ def test_a_child_may_register_a_closure_for_a_target_that_includes_it(master_ctx
 
 def test_a_child_may_register_a_module_level_function_for_any_target(master_ctx,
                                                                       handler_module):
-    api.install(child_context(master_ctx, Role.MULE, 2))
+    binding.install(child_context(master_ctx, Role.MULE, 2))
     api.register_signal(10, "worker3", handler_module.hello)
     entry = master_ctx.table.get(10)
     assert (entry.kind, entry.target, entry.owner) == (REF, Target(Kind.WORKER_N, 3), 5)
@@ -240,7 +240,7 @@ def test_a_forked_worker_registration_is_routed_by_the_master_as_registered(mast
     table, router = master_ctx.table, master_ctx.router
 
     def worker_1():
-        api.install(child_context(master_ctx, Role.WORKER, 1))
+        binding.install(child_context(master_ctx, Role.WORKER, 1))
         with pytest.raises(ValueError):
             api.register_signal(11, "worker2", lambda n: n)
         api.register_signal(11, "workers", lambda n: n)      # a closure: worker 1 only
@@ -335,10 +335,23 @@ def test_postfork_functions_run_in_order(master_ctx):
 
     decorators.postfork(lambda: calls.append("second"))
     api.post_fork_hook = lambda: calls.append("hook")
-    api.run_postfork_hooks()
+    binding.install(child_context(master_ctx, Role.WORKER, 1))
+    binding.run_postfork_hooks()
     assert calls == ["first", "second", "hook"]
     first()
     assert calls[-1] == "first"
+
+
+@pytest.mark.parametrize("role", [Role.MASTER, Role.SOURCES])
+def test_the_postfork_chain_runs_in_workers_mules_and_spoolers_only(master_ctx, role):
+    # uWSGI 2.0.31 runs it in workers, mules and spoolers (checked: a @postfork printing
+    # its pid runs once per worker/mule/spooler, never in the master)
+    calls = []
+    decorators.postfork_chain.clear()
+    decorators.postfork(lambda: calls.append("ran"))
+    binding.install(child_context(master_ctx, role, 0 if role is Role.MASTER else 1))
+    binding.run_postfork_hooks()
+    assert calls == []
 
 
 # -- raising from the master -----------------------------------------------------------------
@@ -389,18 +402,18 @@ def test_signal_wait_checks_its_arguments(master_ctx, kwargs, exc):
 
 def test_identity_in_the_master(master_ctx):
     assert api.worker_id() == 0 and api.mule_id() == 0
-    assert api.i_am_the_spooler() is False
+    assert api.i_am_the_spooler() is None      # as uWSGI 2.0.31 (checked)
     assert api.masterpid() == os.getpid()
     assert api.numproc == master_ctx.topology.workers
     assert api.signal_received() == -1
 
 
 @pytest.mark.parametrize("role, ident, expected", [
-    (Role.WORKER, 2, (2, 0, False)), (Role.MULE, 1, (0, 1, False)),
+    (Role.WORKER, 2, (2, 0, None)), (Role.MULE, 1, (0, 1, None)),
     (Role.SPOOLER, 1, (0, 0, True)),
 ])
 def test_identity_in_children(master_ctx, role, ident, expected):
-    api.install(child_context(master_ctx, role, ident))
+    binding.install(child_context(master_ctx, role, ident))
     assert (api.worker_id(), api.mule_id(), api.i_am_the_spooler()) == expected
 
 

@@ -5,6 +5,13 @@ thread inside it, so each child inherits a runtime of its own holding what the
 config's scripts set up: functions they defined and registered run in every child,
 as in uWSGI.  A handler runs under xpcall, so its error carries the Lua file, line and
 traceback; with `lua-budget` a count hook stops a runaway handler.
+
+The Lua `uwsgi` table is built from the API module handed to use_api(): one entry per
+name in its NAMES.  To add a name to both languages, write the function in the API (or
+a module api.py re-exports) and add it to NAMES; Lua's arguments reach it through
+_plain() (whole numbers as int, tables as dicts).  Only if that is not enough, write an
+adapter here and list it in _ADAPTERS.  Errors the function raises as ValueError,
+TypeError, OSError or RuntimeError become Lua errors at the caller.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from importlib import resources
 from types import ModuleType
 from typing import Any
 
-from switchboard import api
 from switchboard.errors import HandlerError
 
 log = logging.getLogger("switchboard.lua")
@@ -47,6 +53,7 @@ class _Host:
 
 
 _host = _Host()
+_api: ModuleType | None = None     # the `uwsgi` module its table is built from (use_api)
 
 
 def configure(engine: str, folder: str, budget: float) -> None:
@@ -200,59 +207,76 @@ def error_text(exc: BaseException) -> str | None:
     return _without_glue(str(exc)) or _NO_MESSAGE
 
 
-# -- the `uwsgi` table: Python functions returning (ok, value) --------------------------
+# -- the `uwsgi` table: built from the API handed to use_api() --------------------------
+
+def use_api(module: ModuleType) -> None:
+    """Hand the host the `uwsgi` module whose NAMES make the Lua table (binding.install)."""
+    global _api
+    _api = module
+
 
 def _api_functions() -> dict[str, Any]:
-    def unregister_signal(num: Any) -> bool:
-        return api.unregister_signal(_int(num))
+    """Every name in the API's NAMES, plus Lua's own log(): Python functions returning
+    (ok, value), which the prelude turns into a value or a Lua error."""
+    api = _api
+    if api is None:
+        raise RuntimeError("the Lua host has no API: binding.install() was not called")
+    functions = {name: _ADAPTERS.get(name, _plain)(getattr(api, name)) for name in api.NAMES}
+    functions.setdefault("log", _log)
+    for name, fn in functions.items():
+        fn.__qualname__ = name        # argument errors then read as Python's: "signal() ..."
+    return {name: _safe(fn) for name, fn in functions.items()}
 
-    def signal(num: Any, remote: Any = None) -> None:
-        api.signal(_int(num), remote)
 
-    def signal_wait(num: Any = None, timeout: Any = None) -> int | None:
-        return api.signal_wait(None if num is None else _int(num), timeout)
+def _plain(fn: Any) -> Any:
+    """The usual conversion: whole numbers as int, a Lua table as a dict."""
+    def call(*args: Any) -> Any:
+        return fn(*[_from_lua(a) for a in args])
+    return call
 
+
+def _register_signal(fn: Any) -> Any:
+    def register_signal(num: Any, target: Any, handler: Any) -> None:
+        if _type(handler) == "function":
+            handler = LuaHandler(handler)
+        elif not isinstance(handler, str):
+            kind = _type(handler) or ("nil" if handler is None else type(handler).__name__)
+            raise TypeError(f"handler must be a callable or a reference string, not {kind}")
+        fn(_int(num), target, handler)
+    return register_signal
+
+
+def _signal_registered(fn: Any) -> Any:
     def signal_registered(num: Any) -> bool:
-        return bool(api.signal_registered(_int(num)))
+        return bool(fn(_int(num)))          # Lua has no None to test: a boolean
+    return signal_registered
 
-    def log_(*parts: Any) -> None:
-        log.info("%s", " ".join(str(p) for p in parts))
 
-    def add_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
-        api.add_timer(_int(num), seconds, _int(iterations))
-
-    def add_rb_timer(num: Any, seconds: Any, iterations: Any = 0) -> None:
-        api.add_rb_timer(_int(num), seconds, _int(iterations))
-
+def _add_cron(fn: Any) -> Any:
     def add_cron(num: Any, minute: Any = -1, hour: Any = -1, day: Any = -1, month: Any = -1,
                  weekday: Any = -1) -> bool:
         # as uWSGI's Lua plugin: a missing field means -1 (any)
         fields = [-1 if v is None else _int(v) for v in (minute, hour, day, month, weekday)]
-        return api.add_cron(_int(num), *fields)
+        return fn(_int(num), *fields)
+    return add_cron
 
-    def add_file_monitor(num: Any, path: Any, iterations: Any = 0) -> None:
-        api.add_file_monitor(_int(num), path, _int(iterations))
 
-    def del_timer(num: Any) -> None:
-        api.del_timer(_int(num))
+def _as_table(fn: Any) -> Any:
+    """A list or dict result as a Lua table (a sequence for a list; nil stays nil)."""
+    def call(*args: Any) -> Any:
+        value = fn(*[_from_lua(a) for a in args])
+        return None if value is None else runtime().table_from(value)
+    return call
 
-    def del_cron(num: Any) -> None:
-        api.del_cron(_int(num))
 
-    def del_file_monitor(num: Any) -> None:
-        api.del_file_monitor(_int(num))
+def _log(*parts: Any) -> None:
+    log.info("%s", " ".join(str(p) for p in parts))
 
-    functions = {"register_signal": _register_signal, "unregister_signal": unregister_signal,
-                 "signal": signal, "signal_wait": signal_wait,
-                 "signal_received": api.signal_received, "signal_registered": signal_registered,
-                 "worker_id": api.worker_id, "mule_id": api.mule_id,
-                 "masterpid": api.masterpid, "log": log_, "add_timer": add_timer,
-                 "add_rb_timer": add_rb_timer, "add_cron": add_cron,
-                 "add_file_monitor": add_file_monitor, "del_timer": del_timer,
-                 "del_cron": del_cron, "del_file_monitor": del_file_monitor}
-    for name, fn in functions.items():
-        fn.__qualname__ = name        # argument errors then read as Python's: "signal() ..."
-    return {name: _safe(fn) for name, fn in functions.items()}
+
+# Names whose Lua arguments need more than _plain's conversion.
+_ADAPTERS = {"register_signal": _register_signal, "signal_registered": _signal_registered,
+             "add_cron": _add_cron, "spooler_jobs": _as_table, "spooler_pids": _as_table,
+             "spooler_get_task": _as_table}
 
 
 def _safe(fn: Any) -> Any:
@@ -264,13 +288,11 @@ def _safe(fn: Any) -> Any:
     return call
 
 
-def _register_signal(num: Any, target: Any, handler: Any) -> None:
-    if _type(handler) == "function":
-        handler = LuaHandler(handler)
-    elif not isinstance(handler, str):
-        kind = _type(handler) or ("nil" if handler is None else type(handler).__name__)
-        raise TypeError(f"handler must be a callable or a reference string, not {kind}")
-    api.register_signal(_int(num), target, handler)
+def _from_lua(value: Any) -> Any:
+    """A Lua argument as the Python API takes it."""
+    if _type(value) == "table":
+        return {_from_lua(k): _from_lua(v) for k, v in value.items()}
+    return _int(value)
 
 
 def _int(value: Any) -> Any:

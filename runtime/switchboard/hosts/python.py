@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +35,11 @@ def resolve(ref: str, rest: str) -> Callable[[int], Any]:
 def reference_of(func: object) -> str | None:
     """`python:MOD:QUALNAME` for a module-level function or class, else None.
 
-    Works while the module is still being imported (decorators), because it reads the
-    names rather than looking them up.
+    Only when the name resolves to that very object: a `functools.wraps` wrapper
+    carries its function's name, but the name runs the function, not the wrapper
+    (uwsgiconf registers such wrappers).  While the module is still being imported
+    (decorators) the name may not be bound yet: then a wrapper is local, anything
+    else is taken at its name.
     """
     qualname = getattr(func, "__qualname__", None)
     module = getattr(func, "__module__", None)
@@ -45,7 +49,24 @@ def reference_of(func: object) -> str | None:
         return None
     if getattr(func, "__self__", None) is not None:   # a bound method
         return None
-    return f"python:{module}:{qualname}"
+    found = _lookup(sys.modules.get(module), qualname)
+    if found is _MISSING:
+        return None if hasattr(func, "__wrapped__") else f"python:{module}:{qualname}"
+    return f"python:{module}:{qualname}" if found is func else None
+
+
+_MISSING = object()
+
+
+def _lookup(obj: object, qualname: str) -> object:
+    """What `qualname` names in `obj` now, without importing; _MISSING if nothing."""
+    if obj is None:
+        return _MISSING
+    for part in qualname.split("."):
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            return _MISSING
+    return obj
 
 
 def _last_line(exc: BaseException) -> str:

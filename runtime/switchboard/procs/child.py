@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import runpy
 import select
 import signal as unix
 import socket
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import api, hosts
+from switchboard import api, binding, hosts
 from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
@@ -40,6 +41,7 @@ from switchboard.channels import (
 from switchboard.context import Context
 from switchboard.errors import HandlerError
 from switchboard.latency import BUCKET_OF, FAST, MAX, ROW, bucket
+from switchboard.procs.inbox import MessageInbox
 from switchboard.shared import (
     BUSY,
     BUSY_TIME,
@@ -66,7 +68,7 @@ from switchboard.shared import (
     RecordView,
 )
 from switchboard.table import HandlerKind
-from switchboard.targets import MASTER_SLOT
+from switchboard.targets import MASTER_SLOT, Role
 
 log = logging.getLogger("switchboard.child")
 
@@ -94,7 +96,7 @@ class Background(Protocol):
     def run(self) -> None: ...
 
 
-class Child(Context):
+class Child(MessageInbox, Context):
     """The Context of a worker, mule or spooler."""
 
     sock: socket.socket
@@ -102,6 +104,7 @@ class Child(Context):
     signal_timeout: float
     stopping: bool = False
     program: Callable[..., Any] | None = None    # a mule's main loop
+    script: str = ""                             # worker 1's `pyrun` script
     background: Background | None = None         # a spooler's jobs, the sources' events
     _in_program = False
     _in_background = False
@@ -146,6 +149,8 @@ class Child(Context):
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
+        self._msg_fds: set[int] = set()             # message queues the poll watches
+        self._inbox: list[socket.socket] = []       # what mule_msg_hook is handed
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
@@ -169,7 +174,7 @@ class Child(Context):
     def run(self) -> int:
         """Boot (postfork hooks) and serve; the exit status."""
         try:
-            api.run_postfork_hooks()
+            programs = binding.run_postfork_hooks()
         except Exception:
             log.exception("%s: a postfork function failed; cannot boot", self._name())
             return BOOT_ERROR
@@ -181,13 +186,39 @@ class Child(Context):
             return BOOT_ERROR
         self.record.status = IDLE
         self.record.last_active = time.monotonic()
+        if self.program is not None:
+            programs.append(self.program)
+        if self.role is Role.MULE and not programs and api.mule_msg_hook:
+            self._inbox = self.queues.receivers(self.ident, self.topology)
+            self._watch(self._inbox)
         self._send(record(READY))
         try:
-            if self.program is not None:
-                self._run_program(self.program)
+            if self.script:
+                return self._run_script(self.script)
+            for program in programs:
+                self._run_program(program)
             self._serve(NEVER, None)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 1
+        return 0
+
+    def _run_script(self, path: str) -> int:
+        """`pyrun`: run the script as __main__; its exit status ends the instance."""
+        self._in_program = True
+        sys.argv = [path]               # as `python script.py`; uWSGI's is not the script's
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+            if code is None or isinstance(code, int):
+                return code or 0
+            print(code, file=sys.stderr)
+            return 1
+        except Exception:
+            log.exception("%s: pyrun script %s failed", self._name(), path)
+            return 1
+        finally:
+            self._in_program = False
         return 0
 
     def _run_program(self, program: Callable[..., Any]) -> None:
@@ -211,6 +242,8 @@ class Child(Context):
                 raise SystemExit(0)
             num = self._read_now()          # own channel first
             if num is None:
+                if self._inbox and want == NEVER and self._hand_message():
+                    continue
                 waited = self._wait(deadline)
                 if waited is None:
                     return None
@@ -248,6 +281,8 @@ class Child(Context):
                 self._alarm.clear()
             elif background is not None and fd in background.fds:
                 background.woken(fd)
+            elif fd in self._msg_fds:
+                continue                # a message: the caller takes it
             else:
                 self._readable[self._fds.index(fd)] = True
         return _AGAIN
@@ -573,7 +608,7 @@ def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.so
     unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
     unix.signal(unix.SIGHUP, unix.SIG_IGN)
     child.setup(sock, groups, drained_fd, signal_timeout)
-    api.install(child)
+    binding.install(child)
     return child.run()
 
 

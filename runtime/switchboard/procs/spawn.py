@@ -76,7 +76,11 @@ def _make_child(master: Master, slot: int, role: Role, ident: int) -> Child:
     ctx = master.ctx
     child = Child(role, ident, slot, master.topology, master.shared, master.table,
                   ctx.masterpid, dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
-                  spool_wake=ctx.spool_wake)
+                  spool_wake=ctx.spool_wake, queues=ctx.queues)
+    if ctx.queues is not None:
+        ctx.queues.keep_for(ident if role is Role.MULE else 0, master.topology)
+    if role is Role.WORKER and ident == 1 and master.config.pyrun:
+        child.script = master.config.relative(master.config.pyrun)
     if role is Role.MULE:
         child.program = master.programs.get(ident)
     elif role is Role.SPOOLER:

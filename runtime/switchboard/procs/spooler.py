@@ -1,7 +1,8 @@
 """The spooler's own work, done between signals: run the jobs in the spool directory.
 
 It scans when woken (`uwsgi.spool()` writes a byte to a pipe every spooler polls) and
-every `spooler-frequency` seconds (for jobs kept for retry).  A job runs under its flock;
+every `spooler-frequency` seconds (for jobs kept for retry or dated later with `at`;
+`uwsgi.set_spooler_frequency()` changes it for every spooler).  A job runs under its flock;
 its fate follows the spooler function's return value, as in uWSGI: SPOOL_OK removes it,
 SPOOL_IGNORE leaves it alone for good, anything else (SPOOL_RETRY, a non-int, an
 exception) keeps it for the next scan.  Nothing is ever lost: a spooler that dies
@@ -49,16 +50,30 @@ class SpoolerWork:
 
     def run(self) -> None:
         """Run every pending job once (stopping early when told to stop)."""
-        self.next_scan = time.monotonic() + self.frequency
+        frequency = self.child.shared.table.spooler_frequency or self.frequency
+        self.next_scan = time.monotonic() + frequency
         for path in spool.pending(self.folder):
             if self.child.stopping:
                 return
             if path not in self.ignored:
-                with spool.taken(path) as job:
-                    if job is not None:
-                        self._run(path, job)
+                try:
+                    with spool.taken(path) as job:
+                        if job is not None:
+                            self._run(path, job)
+                except spool.InvalidJob as exc:
+                    self._set_aside(path, exc)
 
-    def _run(self, path: str, job: dict[str, bytes]) -> None:
+    def _set_aside(self, path: str, exc: spool.InvalidJob) -> None:
+        """A file named as a job that is not one: moved aside, never run, counted."""
+        try:
+            target = spool.set_aside(self.folder, path)
+        except FileNotFoundError:
+            return                      # another spooler moved it first
+        self.child.record.jobs_invalid += 1
+        log.error("spool job %s is not a valid spool file (%s): moved to %s, not run",
+                  os.path.basename(path), exc, target)
+
+    def _run(self, path: str, job: dict[bytes, bytes]) -> None:
         func = api.spooler
         rec = self.child.record
         if func is None:
@@ -70,7 +85,7 @@ class SpoolerWork:
         saved = rec.status, rec.started
         rec.status, rec.started = BUSY, time.monotonic()
         try:
-            ret = func({**job, "spooler_task_name": path})
+            ret = func(spool.handed(job, path))
         except Exception:
             rec.jobs_failed += 1
             log.exception("spool job %s failed; kept for retry", os.path.basename(path))
