@@ -1,4 +1,5 @@
-"""The `switchboard` command: run, check, signal, stats (SPEC section 11)."""
+"""Run a Switchboard deployment, check its config, raise a signal in a running instance,
+or read its stats."""
 
 from __future__ import annotations
 
@@ -126,6 +127,11 @@ def _signal(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"switchboard: error: signal {args.num}: {reply.get('error')}", file=sys.stderr)
         return 1
+    if reply.get("held"):
+        waiting = reply.get("waiting", 0)
+        print(f"switchboard: signal {args.num}: no handler is registered for it; it is held "
+              f"for signal_wait() ({waiting} process{'' if waiting == 1 else 'es'} waiting "
+              "now)", file=sys.stderr)
     return 0
 
 

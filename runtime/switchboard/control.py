@@ -236,16 +236,7 @@ class ControlServer:
 
 def _bind(path: str) -> socket.socket:
     """Bind the control socket 0600, refusing to take over a live instance's socket."""
-    if os.path.exists(path):
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.settimeout(1)
-                probe.connect(path)
-        except OSError:
-            os.unlink(path)       # stale: nobody answers
-        else:
-            raise OSError(errno.EADDRINUSE,
-                          f"control socket {path} is in use by another running instance")
+    clear_stale(path, "control socket")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -258,6 +249,26 @@ def _bind(path: str) -> socket.socket:
     sock.listen(socket.SOMAXCONN)
     sock.setblocking(False)
     return sock
+
+
+def clear_stale(path: str, what: str) -> None:
+    """Remove a socket file nobody answers on (left by a master killed with SIGKILL);
+    refuse a live one, and anything that is not a socket (a typo must not delete a file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{what} {path}: a file that is not a socket is there; "
+                      "refusing to replace it")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1)
+            probe.connect(path)
+    except OSError:
+        os.unlink(path)       # stale: nobody answers
+    else:
+        raise OSError(errno.EADDRINUSE, f"{what} {path} is in use by another running instance")
 
 
 def close_inherited(server: ControlServer) -> None:

@@ -131,10 +131,13 @@ def _register(config: Config, table: SignalTable, entry: SignalEntry) -> None:
     try:
         hosts.resolve(entry.handler)          # imports its module: may register numbers
         earlier = table.get(entry.num)
-        if earlier is not None:
+        api.register_signal(entry.num, entry.target, entry.handler)
+        now = table.get(entry.num)
+        # a reload registers the same entries again: only a real change is news
+        if earlier is not None and now is not None and \
+                (earlier.ref, earlier.target) != (now.ref, now.target):
             log.warning("signal %d: %s replaces %s, registered while loading the config",
                         entry.num, entry.where, earlier.ref)
-        api.register_signal(entry.num, entry.target, entry.handler)
     except (ValueError, TypeError) as exc:
         raise ConfigError(config.path, str(exc), entry.where, "handler") from None
 

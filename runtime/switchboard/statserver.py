@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from switchboard import control
+
 MAX_REQUEST = 8192          # bytes of request line and headers
 TIMEOUT = 5.0               # seconds a client has to send its request and read the answer
 MAX_CLIENTS = 64
@@ -250,8 +252,8 @@ def _listen(address: Address) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if family == socket.AF_UNIX:
-            if not addr.startswith("\0") and os.path.exists(addr):
-                os.unlink(addr)         # a stale socket file from an earlier run
+            if not addr.startswith("\0"):
+                control.clear_stale(addr, "stats socket")
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)

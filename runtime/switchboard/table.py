@@ -69,7 +69,9 @@ class SignalTable:
             raise ValueError(f"handler reference is longer than {REF_MAX} bytes: {ref[:60]}...")
         with self._shared.locked():
             rec = self._rec.entries[num]
-            replaced = rec.kind != 0
+            same = (rec.kind, rec.target_kind, rec.target_index, rec.ref) == \
+                (kind, target.kind, target.index, data)
+            replaced = rec.kind != 0 and not same     # a reload re-registers the same
             rec.kind, rec.target_kind, rec.target_index = kind, target.kind, target.index
             rec.owner, rec.ref_len, rec.ref = owner, len(data), data
             rec.gen += 1

@@ -508,7 +508,8 @@ def test_master_bad_signal_numbers_are_error_replies_naming_the_value(booted_mas
 
 def test_master_accepts_an_unregistered_signal_and_holds_it(booted_master):
     # SPEC 14: `switchboard signal N` for an unregistered N is accepted: held for a waiter.
-    assert booted_master._on_request("signal 77") == {"ok": True}
+    # The reply says it was held and how many processes wait, for the CLI to tell.
+    assert booted_master._on_request("signal 77") == {"ok": True, "held": True, "waiting": 0}
     assert list(booted_master.router.held) == [77]
     assert booted_master.router.raised[77] == 1
 
@@ -524,7 +525,7 @@ def test_master_parks_a_signal_whose_queue_is_full(booted_master):
 
 def test_master_stats_and_signal_over_the_socket(booted_master, serve):
     srv = serve(booted_master._on_request)
-    assert _call_in_thread(srv, "signal 9") == {"ok": True}
+    assert _call_in_thread(srv, "signal 9") == {"ok": True, "held": True, "waiting": 0}
     reply = _call_in_thread(srv, "stats")
     assert reply["ok"] is True
     stats = reply["stats"]

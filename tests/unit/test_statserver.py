@@ -189,3 +189,24 @@ def test_clients_beyond_the_limit_are_closed_at_once_and_counted(http, monkeypat
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_unix_address_replaces_a_stale_socket_but_never_a_file(tmp_path):
+    """A typo such as `stats = "app.db"` must not delete the file (it did: any existing
+    path was unlinked); a socket left by a killed master is replaced."""
+    precious = tmp_path / "app.db"
+    precious.write_text("data")
+    with pytest.raises(OSError, match="not a socket"):
+        Loop(http=False, address=str(precious))
+    assert precious.read_text() == "data"
+    stale = tmp_path / "stats.sock"
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(str(stale))            # bound, never listening: nobody answers
+    loop = Loop(http=False, address=str(stale))
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(str(stale))
+            assert json.loads(client.makefile("rb").read()) == DOC
+    finally:
+        loop.stop()

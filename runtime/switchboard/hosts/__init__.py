@@ -32,7 +32,7 @@ def fastest(handler: Handler) -> Handler:
     return handler.fastest() if isinstance(handler, lua.LuaHandler) else handler
 
 
-def error_text(exc: BaseException) -> str | None:
-    """A handler error's message as the user should read it, if it has its own
-    (a Lua error's file:line and traceback); None for a Python exception."""
-    return lua.error_text(exc)
+def error_text(exc: BaseException) -> str:
+    """A handler error as the user should read it: a Lua error's file:line and
+    traceback, or a Python traceback of the user's frames only."""
+    return lua.error_text(exc) or python.user_traceback(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -70,3 +71,16 @@ def _lookup(obj: object, qualname: str) -> object:
 
 def _last_line(exc: BaseException) -> str:
     return traceback.format_exception_only(exc)[-1].strip()
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame outside the runtime: the frame that called
+    the handler is ours, not the user's (kept whole if the error is ours alone)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        tb = tb.tb_next
+    shown = tb if tb is not None else exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, shown)).rstrip()
