@@ -77,7 +77,7 @@ def _reimport(config: Config) -> None:
             importlib.reload(module)
         except Exception as exc:
             raise ConfigError(config.path, f"re-importing '{name}' failed: {_summary(exc)}",
-                              "[switchboard]", "import") from None
+                              config.section, "import") from None
 
 
 def _imports(config: Config) -> None:
@@ -86,12 +86,12 @@ def _imports(config: Config) -> None:
             importlib.import_module(name)
         except Exception as exc:
             raise ConfigError(config.path, f"importing '{name}' failed: {_summary(exc)}",
-                              "[switchboard]", "import") from None
+                              config.section, "import") from None
     for script in config.lua:
         try:
             lua.run_script(script)
         except ValueError as exc:
-            raise ConfigError(config.path, str(exc), "[switchboard]", "lua") from None
+            raise ConfigError(config.path, str(exc), config.section, "lua") from None
 
 
 def spool_folder(config: Config) -> str:
@@ -100,7 +100,7 @@ def spool_folder(config: Config) -> str:
     if not config.spooler:
         return ""
     folder = config.relative(config.spooler)
-    entry = "[uwsgi]" if config.options else "[switchboard]"
+    entry = config.section
     try:
         spool_folder_trust.prepare(folder)
         if not os.access(folder, os.W_OK | os.X_OK):
