@@ -114,6 +114,11 @@ class Config:
     ignored: list[str] = field(default_factory=list)        # ... those not implemented
 
     @property
+    def section(self) -> str:
+        """Where settings live in the file, for error messages: an ini's [uwsgi]."""
+        return "[uwsgi]" if self.options else "[switchboard]"
+
+    @property
     def folder(self) -> str:
         return os.path.dirname(self.path)
 

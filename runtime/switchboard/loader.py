@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switchboard import api, hosts
+from switchboard import spool_folder as spool_folder_trust
 from switchboard.config import Config, SignalEntry
 from switchboard.errors import ConfigError
 from switchboard.hosts import lua
@@ -76,7 +77,7 @@ def _reimport(config: Config) -> None:
             importlib.reload(module)
         except Exception as exc:
             raise ConfigError(config.path, f"re-importing '{name}' failed: {_summary(exc)}",
-                              "[switchboard]", "import") from None
+                              config.section, "import") from None
 
 
 def _imports(config: Config) -> None:
@@ -85,26 +86,30 @@ def _imports(config: Config) -> None:
             importlib.import_module(name)
         except Exception as exc:
             raise ConfigError(config.path, f"importing '{name}' failed: {_summary(exc)}",
-                              "[switchboard]", "import") from None
+                              config.section, "import") from None
     for script in config.lua:
         try:
             lua.run_script(script)
         except ValueError as exc:
-            raise ConfigError(config.path, str(exc), "[switchboard]", "lua") from None
+            raise ConfigError(config.path, str(exc), config.section, "lua") from None
 
 
 def spool_folder(config: Config) -> str:
-    """The spool directory, created (0700) if missing; "" without a spooler."""
+    """The spool directory, created 0700 if missing and refused if another user may
+    write into it (spool_folder.py); "" without a spooler."""
     if not config.spooler:
         return ""
     folder = config.relative(config.spooler)
+    entry = config.section
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        spool_folder_trust.prepare(folder)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError(f"{folder} is not writable")
+    except spool_folder_trust.UnsafeSpoolFolder as exc:
+        raise ConfigError(config.path, str(exc), entry, "spooler") from None
     except OSError as exc:
         raise ConfigError(config.path, f"cannot use spool directory {folder}: "
-                          f"{exc.strerror or exc}", "[switchboard]", "spooler") from None
+                          f"{exc.strerror or exc}", entry, "spooler") from None
     return folder
 
 

@@ -502,6 +502,7 @@ class Master:
         old_sources = self.registry.boot_sources()
         decorators.postfork_chain.clear()
         api.post_fork_hook = None
+        decorators.install_hooks()          # as at boot: the hook uwsgidecorators sets
         lua.reset()
         try:
             loader.apply(config, self.table, self.registry.apply, fresh=True)
@@ -516,6 +517,7 @@ class Master:
                 self.ctx.local_handlers.pop(num, None)
         self.registry.drop_sources(old_sources)
         self.config = config
+        api.opt = ini.uwsgi_opt(config)
         self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle
         for box in [*self.router.boxes.values(), *self.router.groups.values()]:
             box.limit = config.signal_queue

@@ -73,6 +73,7 @@ class ProcRecord(ctypes.Structure):
         ("jobs_done", ctypes.c_uint64),    # spool jobs: removed after SPOOL_OK
         ("jobs_failed", ctypes.c_uint64),  # ... raised (kept for retry)
         ("jobs_retried", ctypes.c_uint64),  # ... returned SPOOL_RETRY or no int (kept)
+        ("jobs_invalid", ctypes.c_uint64),  # ... not a spool file: moved to invalid/
         ("busy", ctypes.c_double),         # seconds spent in handlers (the stats' running_time)
         # Its own channel, read in batches into the ring: the byte at stream position P
         # sits at own_ring[P % OWN_RING]; positions below own_started have been started.

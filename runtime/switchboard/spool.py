@@ -178,15 +178,22 @@ def taken(path: str) -> Iterator[dict[bytes, bytes] | None]:
         os.close(fd)
 
 
+class InvalidJob(ValueError):
+    """A file named as a job that is not one: set aside, never run."""
+
+
 def load(fd: int, path: str) -> dict[bytes, bytes]:
-    """Read a job; ValueError for a file that is not one of ours."""
+    """Read a job; InvalidJob for a file that is not one of ours."""
     with os.fdopen(os.dup(fd), "rb") as f:
         data = f.read()
     if not data.startswith(_MAGIC):
-        raise ValueError(f"{path} is not a Switchboard spool job")
-    job = pickle.loads(data[len(_MAGIC):])
+        raise InvalidJob("no switchboard-spool-1 header")
+    try:
+        job = pickle.loads(data[len(_MAGIC):])
+    except Exception as exc:        # a truncated or garbled pickle fails in many ways
+        raise InvalidJob(f"unreadable ({type(exc).__name__}: {exc})") from None
     if not isinstance(job, dict):
-        raise ValueError(f"{path} holds a {type(job).__name__}, not a job")
+        raise InvalidJob(f"holds a {type(job).__name__}, not a dict")
     # files written before keys were bytes had str keys
     return {k.encode() if isinstance(k, str) else k: v for k, v in job.items()}
 
@@ -199,10 +206,19 @@ def read(path: str) -> dict[bytes, bytes] | None:
         return None
     try:
         return load(fd, path)
-    except (ValueError, pickle.UnpicklingError, EOFError):
+    except InvalidJob:
         return None
     finally:
         os.close(fd)
+
+
+def set_aside(folder: str, path: str) -> str:
+    """Move an invalid job file to `folder`/invalid (made 0700), never scanned; where."""
+    aside = os.path.join(folder, "invalid")
+    os.makedirs(aside, mode=0o700, exist_ok=True)
+    target = os.path.join(aside, os.path.basename(path))
+    os.rename(path, target)
+    return target
 
 
 def handed(job: dict[bytes, bytes], task: str) -> dict[Any, bytes]:

@@ -159,7 +159,7 @@ def _process(view: View, slot: int, counts: _Counts,
         record["program"] = programs[ident]
     if role is Role.SPOOLER:
         record.update(jobs_done=rec.jobs_done, jobs_failed=rec.jobs_failed,
-                      jobs_retried=rec.jobs_retried)
+                      jobs_retried=rec.jobs_retried, jobs_invalid=rec.jobs_invalid)
     if state == BUSY:
         record["signum"] = rec.signum
         record["running_for"] = round(time.monotonic() - rec.started, 3)

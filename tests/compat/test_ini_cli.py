@@ -45,3 +45,11 @@ def test_pyrun_runs_in_worker_1_and_its_status_is_ours(tmp_path, body, status):
     assert proc.returncode == status, proc.stdout + proc.stderr
     assert "in worker 1" in proc.stdout
     assert "pyrun script" in proc.stderr and "stopping" in proc.stderr
+
+
+def test_an_import_that_fails_names_the_ini_option(tmp_path):
+    (tmp_path / "app.ini").write_text("[uwsgi]\nimport = no_such_module_here\n")
+    proc = switchboard(tmp_path, "check", "app.ini")
+    assert proc.returncode == 2
+    assert (f"{tmp_path}/app.ini: [uwsgi]: key 'import': importing 'no_such_module_here' "
+            "failed: ModuleNotFoundError") in proc.stderr

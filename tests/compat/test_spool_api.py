@@ -143,7 +143,12 @@ LUA = """
 local M = {}
 function M.go(sig)
     local path = uwsgi.spool({name = "lua", priority = 2})
+    local later = uwsgi.spool({name = "later", at = os.time() + 3600})
     local jobs = uwsgi.spooler_jobs()
+    local task = uwsgi.spooler_get_task(later)
+    print("LUA jobs " .. #jobs .. " " .. tostring(jobs[1] == later) .. " task " .. task.name
+          .. " pids " .. #uwsgi.spooler_pids() .. " missing "
+          .. tostring(uwsgi.spooler_get_task("/nonexistent")))
     print("LUA spool " .. type(path) .. " " .. path)
     print("LUA pid " .. uwsgi.spooler_pid() .. " locked " .. tostring(uwsgi.is_locked()))
     print("LUA spooler " .. tostring(uwsgi.i_am_the_spooler()))
@@ -182,5 +187,7 @@ def test_lua_spools_and_asks_about_the_spooler(make_instance, wait_for):
     assert f"LUA spool string {spool}/2/uwsgi_spoolfile_on_" in out, out
     assert f"LUA pid {inst.stats()['spoolers'][0]['pid']} locked false" in out, out
     assert "LUA spooler nil" in out, out
+    # lists and dicts come back as Lua tables: the later job is the folder's one job
+    assert "LUA jobs 1 true task later pids 1 missing nil" in out, out
     assert "LUA bad false" in out and "'priority' must be a whole number" in out, out
     assert inst.stop() == 0

@@ -43,7 +43,7 @@ EXTENSIONS = {
 }
 
 # The mule parts (mule messages, @mulefunc & co, @thread), checked on their own.
-PENDING = re.compile(r"uwsgi\.(mule_msg|mule_get_msg|farm_msg|farm_get_msg|in_farm)$|"
+MULES = re.compile(r"uwsgi\.(mule_msg|mule_get_msg|farm_msg|farm_get_msg|in_farm)$|"
                      r"uwsgidecorators\.(mule|muleloop|mulemsg|mulemsg_loop|mule_brain|"
                      r"mule_brainloop|mulefunc|mule_functions|mule_msg_dispatcher|farm|"
                      r"farm_loop|thread)$")
@@ -74,10 +74,10 @@ def differences(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str
 
 
 def test_no_difference_in_the_signal_timer_cron_filemon_spooler_and_lock_parts(differences):
-    left = [(n, m) for n, m in differences if (n, m) not in EXTENSIONS and not PENDING.match(n)]
+    left = [(n, m) for n, m in differences if (n, m) not in EXTENSIONS and not MULES.match(n)]
     assert left == [], "\n".join(f"{n}: {m}" for n, m in left)
 
 
 def test_no_difference_in_the_mule_and_farm_parts(differences):
-    pending = [(n, m) for n, m in differences if PENDING.match(n)]
+    pending = [(n, m) for n, m in differences if MULES.match(n)]
     assert pending == [], "\n".join(f"{n}: {m}" for n, m in pending)

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import os
 import signal as unix
-import subprocess
-import sys
 import tarfile
 import textwrap
-from pathlib import Path
 
 import pytest
+from tests.compat.test_uwsgi_sdist import _sdist
 
 pytestmark = pytest.mark.timeout(60)
-
-SDIST = "uwsgi-2.0.31.tar.gz"
-
 
 def _wait(inst, count, where, timeout=15.0):
     """The result lines matching `where`, once there are at least `count`."""
@@ -32,23 +27,9 @@ def _wait(inst, count, where, timeout=15.0):
     return [r for r in inst.results() if where(r)]
 
 
-def _cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "switchboard-tests"
-
-
 def uwsgi_test_file(name: str) -> str:
-    """A file of uWSGI 2.0.31's sdist, fetched with pip once into a cache folder."""
-    cache = _cache()
-    tarball = cache / SDIST
-    if not tarball.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                              "--no-binary", ":all:", "uwsgi==2.0.31", "-d", str(cache),
-                              "-q"], capture_output=True, text=True, timeout=120)
-        if got.returncode != 0 or not tarball.exists():
-            pytest.skip(f"PyPI unreachable: cannot fetch {SDIST}: {got.stderr[-300:]}")
-    with tarfile.open(tarball) as tar:
+    """A file of uWSGI 2.0.31's sdist (fetched with pip once, skipped without PyPI)."""
+    with tarfile.open(_sdist()) as tar:
         member = tar.extractfile(f"uwsgi-2.0.31/{name}")
         assert member is not None
         return member.read().decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from tests.unit.conftest import start_child
@@ -123,9 +124,23 @@ def test_a_job_gone_meanwhile_is_none(tmp_path):
         assert job is None
 
 
-def test_a_foreign_file_is_refused(tmp_path):
+@pytest.mark.parametrize("content, reason", [
+    (b"not a job", "no switchboard-spool-1 header"),
+    (b"switchboard-spool-1\n\x80\x05", "unreadable"),
+    (b"switchboard-spool-1\n" + __import__("pickle").dumps([1]), "holds a list, not a dict"),
+])
+def test_a_foreign_file_is_refused(tmp_path, content, reason):
     path = tmp_path / (spool.PREFIX + "foreign")
-    path.write_bytes(b"not a job")
-    with pytest.raises(ValueError, match="is not a Switchboard spool job"), \
-            spool.taken(str(path)):
+    path.write_bytes(content)
+    with pytest.raises(spool.InvalidJob, match=reason), spool.taken(str(path)):
         pass
+
+
+def test_an_invalid_file_is_set_aside_not_deleted(tmp_path):
+    path = tmp_path / (spool.PREFIX + "foreign")
+    path.write_bytes(b"junk")
+    target = spool.set_aside(str(tmp_path), str(path))
+    assert target == str(tmp_path / "invalid" / (spool.PREFIX + "foreign"))
+    assert Path(target).read_bytes() == b"junk" and not path.exists()
+    assert (tmp_path / "invalid").stat().st_mode & 0o777 == 0o700
+    assert spool.pending(str(tmp_path)) == []

@@ -41,6 +41,15 @@ def test_lua_argument_errors_are_lua_errors_at_the_caller(master_ctx, fresh_lua)
         fresh_lua.execute("uwsgi.signal(300)")
 
 
+@pytest.mark.parametrize("call", ["uwsgi:signal(5)", "uwsgi:worker_id()"])
+def test_a_colon_call_says_to_use_a_dot(master_ctx, fresh_lua, call):
+    """`uwsgi:signal(5)` used to fail with "must be an integer, not _LuaTable"."""
+    name = call[6:call.index("(")]
+    with pytest.raises(lua._host.module.LuaError,
+                       match=rf"call uwsgi\.{name} with a dot, not uwsgi:{name}"):
+        fresh_lua.execute(call)
+
+
 def test_the_runtime_functions_are_not_on_the_uwsgi_module():
     # uWSGI 2.0.31's `uwsgi` module has neither (checked with dir(uwsgi) in a worker)
     assert not hasattr(api, "install")

@@ -268,10 +268,12 @@ def _add_timer(fn: Any) -> Any:
     return add_timer
 
 
-def _cluster_nodes(fn: Any) -> Any:
-    def cluster_nodes() -> Any:
-        return runtime().table_from(fn())      # a Lua sequence, not a Python list
-    return cluster_nodes
+def _as_table(fn: Any) -> Any:
+    """A list or dict result as a Lua table (a sequence for a list; nil stays nil)."""
+    def call(*args: Any) -> Any:
+        value = fn(*[_from_lua(a) for a in args])
+        return None if value is None else runtime().table_from(value)
+    return call
 
 
 def _log(*parts: Any) -> None:
@@ -280,7 +282,8 @@ def _log(*parts: Any) -> None:
 
 # Names whose Lua arguments need more than _plain's conversion.
 _ADAPTERS = {"register_signal": _register_signal, "signal_registered": _signal_registered,
-             "add_cron": _add_cron, "cluster_nodes": _cluster_nodes,
+             "add_cron": _add_cron, "spooler_jobs": _as_table, "spooler_pids": _as_table,
+             "spooler_get_task": _as_table, "cluster_nodes": _as_table,
              "add_timer": _add_timer, "add_rb_timer": _add_timer}
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import api, binding, hosts, messages
+from switchboard import api, binding, hosts
 from switchboard.alarm import Alarm
 from switchboard.channels import (
     RAISE,
@@ -41,6 +41,7 @@ from switchboard.channels import (
 from switchboard.context import Context
 from switchboard.errors import HandlerError
 from switchboard.latency import BUCKET_OF, FAST, MAX, ROW, bucket
+from switchboard.procs.inbox import MessageInbox
 from switchboard.shared import (
     BUSY,
     BUSY_TIME,
@@ -96,7 +97,7 @@ class Background(Protocol):
     def stop(self) -> None: ...
 
 
-class Child(Context):
+class Child(MessageInbox, Context):
     """The Context of a worker, mule or spooler."""
 
     sock: socket.socket
@@ -254,66 +255,6 @@ class Child(Context):
                     self._run_background()
             elif self._dispatch(num, want):
                 return num
-
-    # -- mule messages (messages.py) -----------------------------------------------------
-
-    def _hand_message(self) -> bool:
-        """A mule without a program: hand one waiting message to uwsgi.mule_msg_hook
-        (as uWSGI); False if none waits.  With no hook set, messages stay queued."""
-        hook = api.mule_msg_hook
-        if hook is None:
-            self._unwatch(self._inbox)
-            self._inbox = []
-            return False
-        msg = messages.take(self._inbox, messages.RECV_SIZE)
-        if msg is None:
-            return False
-        rec = self.record
-        rec.status, rec.started = BUSY, time.monotonic()
-        try:
-            hook(msg)
-        except Exception:
-            log.exception("%s: mule_msg_hook failed on a message of %d bytes",
-                          self._name(), len(msg))
-        finally:
-            rec.status, rec.user_harakiri = IDLE, 0.0
-            rec.last_active = time.monotonic()
-        return True
-
-    def receive(self, socks: list[socket.socket], size: int, deadline: float | None,
-                signals: bool) -> bytes | None:
-        """mule_get_msg(): a message, or None once a signal ran (as uWSGI) or at
-        `deadline`; without `signals`, signals wait in their channels."""
-        if not signals:
-            return messages.wait_for(socks, size, deadline)
-        added = self._watch(socks)
-        try:
-            while True:
-                if self.stopping:
-                    raise SystemExit(0)
-                msg = messages.take(socks, size)
-                if msg is not None:
-                    return msg
-                num = self._read_now()
-                if num is not None:
-                    self._dispatch(num, NEVER)
-                    return None
-                if self._wait(deadline) is None:
-                    return None
-        finally:
-            self._unwatch(added)
-
-    def _watch(self, socks: list[socket.socket]) -> list[socket.socket]:
-        added = [s for s in socks if s.fileno() not in self._msg_fds]
-        for sock in added:
-            self._poll.register(sock.fileno(), select.POLLIN)
-            self._msg_fds.add(sock.fileno())
-        return added
-
-    def _unwatch(self, socks: list[socket.socket]) -> None:
-        for sock in socks:
-            self._poll.unregister(sock.fileno())
-            self._msg_fds.discard(sock.fileno())
 
     def _run_background(self) -> None:
         assert self.background is not None

@@ -59,9 +59,22 @@ class SpoolerWork:
             if self.child.stopping:
                 return
             if path not in self.ignored:
-                with spool.taken(path) as job:
-                    if job is not None:
-                        self._run(path, job)
+                try:
+                    with spool.taken(path) as job:
+                        if job is not None:
+                            self._run(path, job)
+                except spool.InvalidJob as exc:
+                    self._set_aside(path, exc)
+
+    def _set_aside(self, path: str, exc: spool.InvalidJob) -> None:
+        """A file named as a job that is not one: moved aside, never run, counted."""
+        try:
+            target = spool.set_aside(self.folder, path)
+        except FileNotFoundError:
+            return                      # another spooler moved it first
+        self.child.record.jobs_invalid += 1
+        log.error("spool job %s is not a valid spool file (%s): moved to %s, not run",
+                  os.path.basename(path), exc, target)
 
     def _run(self, path: str, job: dict[bytes, bytes]) -> None:
         func = api.spooler
