@@ -27,12 +27,12 @@ function _M.describe(f)
 end
 
 -- API functions from Python return (ok, value); misuse becomes a Lua error at the caller.
--- uwsgi:name() passes the table itself first: say so, not "must be an integer, not table".
-local function wrap(name, f, uwsgi)
-    local colon = string.format("uwsgi:%s() passes the uwsgi table as its first argument: "
-                                .. "call uwsgi.%s with a dot", name, name)
+-- `uwsgi:signal(5)` (a colon, as for a method) passes the table itself first: say so.
+local function wrap(uwsgi, name, f)
+    local colon = string.format("call uwsgi.%s with a dot, not uwsgi:%s (a colon passes "
+                                .. "the uwsgi table as the first argument)", name, name)
     return function(...)
-        if ... == uwsgi then error(colon, 2) end
+        if rawequal((...), uwsgi) then error(colon, 2) end
         local ok, value = f(...)
         if not ok then error(value, 2) end
         return value
@@ -41,7 +41,7 @@ end
 
 function _M.setup(api, write, seconds)
     local uwsgi = {}
-    for name, f in pairs(api) do uwsgi[name] = wrap(name, f, uwsgi) end
+    for name, f in pairs(api) do uwsgi[name] = wrap(uwsgi, name, f) end
     _G.uwsgi = uwsgi
     _G.print = function(...)
         local parts = {}
