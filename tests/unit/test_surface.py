@@ -50,6 +50,12 @@ def test_a_colon_call_says_to_use_a_dot(master_ctx, fresh_lua, call):
         fresh_lua.execute(call)
 
 
+def test_a_dot_call_is_untouched_by_the_colon_check(master_ctx, fresh_lua):
+    # a call without arguments must reach Python without an added nil
+    assert fresh_lua.eval("uwsgi.signal_registered(5)") is False
+    assert fresh_lua.eval("uwsgi.worker_id()") == 0
+
+
 def test_the_runtime_functions_are_not_on_the_uwsgi_module():
     # uWSGI 2.0.31's `uwsgi` module has neither (checked with dir(uwsgi) in a worker)
     assert not hasattr(api, "install")
