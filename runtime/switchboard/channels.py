@@ -63,10 +63,14 @@ class Channels:
     def all_sockets(self) -> list[socket.socket]:
         return [s for p in [*self.private.values(), *self.groups.values()] for s in p]
 
-    def keep_for_child(self, slot: int, groups: list[Target], spooler: bool) -> None:
-        """In a forked child: close every end but its own, its groups' read ends and the
-        write ends of the wake pipes (and, in a spooler, the spool wake's read end)."""
-        keep = {self.private[slot][1].fileno()} | {self.groups[g][1].fileno() for g in groups}
+    def keep_for_child(self, slot: int, spooler: bool) -> None:
+        """In a forked child: close every end but its own, its groups' read ends, the
+        master's ends of every channel and the groups' other ends (the direct path
+        writes them, and asks the kernel what a group's holds: direct.py) and the write
+        ends of the wake pipes (and, in a spooler, the spool wake's read end)."""
+        keep = {self.private[slot][1].fileno()}
+        keep |= {master_end.fileno() for master_end, _ in self.private.values()}
+        keep |= {end.fileno() for pair in self.groups.values() for end in pair}
         for sock in self.all_sockets():
             if sock.fileno() not in keep:
                 sock.close()

@@ -35,6 +35,7 @@ from switchboard.lifecycle import Lifecycle
 from switchboard.messages import Queues
 from switchboard.procs import spawn
 from switchboard.procs.spawn import BLOCKED_IN_FORK
+from switchboard.recount import Recounts
 from switchboard.relay import Relay
 from switchboard.reload import Reload
 from switchboard.router import ANY, Outbox, Router
@@ -105,16 +106,19 @@ class Master:
         self.channels = Channels.create(topo)
         flags = self.shared.pressure
         boxes = {slot: Outbox(topo.describe(slot), *ends, config.signal_queue, flags, slot,
-                              self.shared.sent, self.shared.procs[slot])
+                              self.shared.sent, self.shared.procs[slot], self.shared)
                  for slot, ends in self.channels.private.items()}
         # group pressure flags follow the slots' ones (see Shared)
         self.flag_of = {g: topo.slots + i for i, g in enumerate(self.channels.groups)}
         groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
-                            self.flag_of[g]) for g, ends in self.channels.groups.items()}
+                            self.flag_of[g], shared=self.shared)
+                  for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
         self.relay = Relay(self.router, self._on_ready, self._on_message, self._on_malformed,
                            self.shared.latency)
         self.windows = ReadWindows(self.shared, topo, self.router, self.flag_of)
+        self.recounts = Recounts(self.shared, topo, self.router, self.windows,
+                                 lambda slot: slot in self.children)
         self.registry = Registry(self.router, Schedule())
         self.registry.tell_helper = self._tell_helper
         self.commands = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # master -> sources helper
@@ -240,6 +244,8 @@ class Master:
             self._reap()
         if self.windows.open:
             self.windows.settle()
+        if self.recounts.cuts:
+            self.recounts.settle()
         self._murder()
         self._manage()
 
@@ -396,6 +402,7 @@ class Master:
         child = self.children.pop(slot)
         rec = self.shared.procs[slot]
         self.relay.child_exited(slot)
+        self.recounts.died(slot)
         self.router.requeue(slot)
         self.windows.member_died(slot)
         name, how = self.topology.describe(slot), _how(status)

@@ -43,12 +43,13 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CHUNK = 262144          # bytes read from a child's channel per system call, at most
 MAX_MESSAGE = 1 << 20   # a MESSAGE longer than this is junk, not a request
 KNOWN = frozenset((RAISE, READY, WAIT_ANY, WAIT_NUM, WAIT_END, REROUTE, TICK))
+NOT_YET = 1 << 63       # `processed` while a dead child's records are still being acted on
 
 
 class Link:
     """The master's end of one child's channel: what it raised, and what waits for it."""
 
-    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask", "poisoned")
+    __slots__ = ("slot", "sock", "inbox", "blocked", "outbox", "mask", "poisoned", "acted")
 
     def __init__(self, slot: int, outbox: Outbox) -> None:
         self.slot, self.outbox, self.sock = slot, outbox, outbox.sock
@@ -56,6 +57,10 @@ class Link:
         self.blocked = False
         self.mask = 0
         self.poisoned = False       # it sent junk: ignored until its child is reaped
+        # Bytes of its child's records acted on (negative: a dead child's still to do).
+        # Published once they are routed and flushed: until the child sees all it sent
+        # there, it raises through us, so its signals keep their order (direct.py).
+        self.acted = 0
 
 
 class Relay:
@@ -65,6 +70,7 @@ class Relay:
         self.router, self._on_ready, self._on_message = router, on_ready, on_message
         self._on_malformed = on_malformed
         self.latency = latency
+        self._records = {slot: box.record for slot, box in router.boxes.items()}
         # When what is being routed now was raised, as far as the master can tell: the
         # read that brought it, or the pass that routed a tick or a control request.
         self.stamp = 0.0
@@ -92,6 +98,8 @@ class Relay:
             router.serve_waiters()
         if blocked or router.held:
             self._flush()
+        for link in blocked:
+            self._publish(link)
 
     def _on_drained(self, mask: int) -> None:
         """A child read from a channel we found full: the next pass retries raisers."""
@@ -110,6 +118,13 @@ class Relay:
             link.inbox += self._chunk[:size]
             self._process(link)
             self._flush()     # now, not at the end of the pass: this is the latency
+            self._publish(link)
+
+    def _publish(self, link: Link) -> None:
+        """Tell the link's child how much of what it sent has been acted on."""
+        rec = self._records.get(link.slot)
+        if rec is not None:
+            rec.processed = link.acted if link.acted >= 0 else NOT_YET
 
     def _process(self, link: Link) -> None:
         """Act on every whole record in the link's inbox, pausing at a full queue."""
@@ -152,6 +167,7 @@ class Relay:
                 return self._poison(link, f"a record of unknown type {op}")
             i += RECORD
         del buf[:i]
+        link.acted += i
         link.blocked = stalled
 
     def _poison(self, link: Link, what: str) -> None:
@@ -170,6 +186,8 @@ class Relay:
         if link.poisoned:
             link.inbox.clear()
             link.poisoned = False
+            link.acted = 0
+            self._publish(link)
             return
         link.inbox += tail
         whole = _whole_records(link.inbox)
@@ -182,18 +200,24 @@ class Relay:
         if link.poisoned:           # junk it sent just before dying
             link.inbox.clear()
             link.poisoned = False
+        link.acted = -len(link.inbox)   # its replacement's records come after these
+        self._publish(link)
 
     def _flush(self) -> None:
         run, stamp = self.latency.run, self.stamp
         for link in self.links:
             box = link.outbox
-            # Stamp what was queued since the last flush, before a child can read it.
-            end = box.flushed + len(box.buf)
-            if end != box.stamped:
-                run(box.index, end, stamp)
-                box.stamped = end
-            if box.buf and not box.cheap:       # a cheaped worker's signals wait here
-                box.flush()
+            if box.direct:      # raisers write it too: stamp and write under its lock
+                if box.buf and not box.cheap:       # a cheaped worker's signals wait here
+                    box.flush_direct(run, stamp)
+            else:
+                # Stamp what was queued since the last flush, before a child can read it.
+                end = box.flushed + len(box.buf)
+                if end != box.stamped:
+                    run(box.index, end, stamp)
+                    box.stamped = end
+                if box.buf and not box.cheap:       # a cheaped worker's signals wait here
+                    box.flush()
             if link.mask == READ and not link.blocked and not box.buf:
                 continue                        # the usual case: nothing to change
             mask = (0 if link.blocked else READ) | (WRITE if box.buf and not box.cheap else 0)
@@ -201,12 +225,16 @@ class Relay:
                 self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
                 link.mask = mask
         for box in self.router.groups.values():
-            end = box.flushed + len(box.buf)
-            if end != box.stamped:
-                run(box.index, end, stamp)
-                box.stamped = end
-            if box.buf:
-                box.flush()
+            if box.direct:
+                if box.buf:
+                    box.flush_direct(run, stamp)
+            else:
+                end = box.flushed + len(box.buf)
+                if end != box.stamped:
+                    run(box.index, end, stamp)
+                    box.stamped = end
+                if box.buf:
+                    box.flush()
             want = WRITE if box.buf else 0
             mask = self._group_masks.get(box.name, 0)
             if want != mask:
@@ -224,6 +252,9 @@ class Relay:
     def count_stopped(self, channels: Channels) -> None:
         """Count every signal queued and not started as dropped (stopped)."""
         router = self.router
+        for link in self.links:
+            if link.outbox.direct:
+                link.outbox.hold("stopping")    # from now on raisers come through us
         for link in self.links:
             link.inbox += _drain(link.sock)
             for i in range(0, len(link.inbox) - 1, RECORD):

@@ -8,123 +8,18 @@ unregistered signals, which SPEC allows to drop its oldest, counted and logged.
 
 from __future__ import annotations
 
-import array
-import fcntl
 import logging
-import socket
-import termios
 from collections import Counter, deque
-from typing import Any
 
-from switchboard.shared import MAX_NESTED, OWN_RING, SIGNALS, ProcRecord
+from switchboard.outbox import Outbox
+from switchboard.shared import SIGNALS
 from switchboard.table import Entry, HandlerKind, SignalTable
 from switchboard.targets import MASTER_SLOT, Kind, Target, Topology
 
 log = logging.getLogger("switchboard.router")
 
 ANY = -1
-
-
-class Outbox:
-    """Signals accepted for one channel and not yet read by a child.
-
-    They sit in `buf` (the master's memory) or in the channel's kernel buffer;
-    `signal-queue` bounds the two together, so the bound is exact whatever the
-    kernel's buffer holds.  `in_kernel` is an upper bound, refreshed only when the
-    queue looks full, so the hot path makes no system call.
-    """
-
-    __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
-                 "sent_flags", "record", "cheap", "wanted", "flushed", "stamped")
-
-    def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
-                 flags: Any = None, index: int = 0, sent_flags: Any = None,
-                 record: ProcRecord | None = None) -> None:
-        self.name, self.sock, self.peer, self.limit = name, sock, peer, limit
-        self.buf = bytearray()
-        self.in_kernel = 0
-        self.flags, self.index = flags, index    # the shared pressure flag, if any
-        self.sent_flags = sent_flags             # a private channel's "sent" flag, if any
-        self.record = record     # a private channel's reader, which reads in batches
-        self.cheap = False       # its worker is cheaped: hold signals here, unflushed
-        self.wanted = False      # ... and something addressed to it alone is waiting
-        self.flushed = 0         # bytes ever written to the channel
-        self.stamped = 0         # stream end (flushed + buf) last given a latency stamp
-
-    def full(self) -> bool:
-        if len(self.buf) + self.in_kernel < self.limit:
-            return False
-        self.in_kernel = self.unread()
-        if len(self.buf) + self.in_kernel < self.limit:
-            return False
-        if self.flags is None:
-            return True
-        # Ask the next reader to wake us, then look again: a read that happened
-        # before the flag was up would otherwise go unnoticed.
-        self.flags[self.index] = 1
-        self.in_kernel = self.unread()
-        return len(self.buf) + self.in_kernel >= self.limit
-
-    def unread(self) -> int:
-        """Bytes in the channel that no child has started yet.  A private channel's child
-        reads in batches into the ring of its record, so there this is what it has not
-        started; a shared channel is read one byte per signal, and the kernel knows."""
-        if self.record is not None:
-            return self.flushed - self.record.own_started
-        count = array.array("i", [0])
-        fcntl.ioctl(self.peer.fileno(), termios.FIONREAD, count)
-        return count[0]
-
-    def flush(self) -> None:
-        """Write what the socket takes now."""
-        try:
-            sent = self.sock.send(self.buf)
-        except BlockingIOError:
-            return
-        del self.buf[:sent]
-        self.in_kernel += sent
-        self.flushed += sent
-        if self.sent_flags is not None:
-            self.sent_flags[self.index] = 1
-
-    def take_back(self) -> bytes:
-        """Take back what no child started (its reader is gone), oldest first: what its
-        reader had read into its ring, then what is still in the channel."""
-        chunks = []
-        while True:
-            try:
-                data = self.peer.recv(65536)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        taken = b"".join(chunks)
-        self.in_kernel = 0
-        self.flushed -= len(taken)      # they will be written again
-        return self._staged() + taken
-
-    def _staged(self) -> bytes:
-        """What the dead reader of a private channel had read and not started."""
-        rec = self.record
-        if rec is None:
-            return b""
-        # A running level's signal was started even if own_started does not say so yet
-        # (the child dies between marking it and moving own_started on).
-        start = max([rec.own_started] + [rec.ring_from[level]
-                                         for level in range(min(rec.depth, MAX_NESTED))])
-        count = self.flushed - start
-        if not 0 <= count <= OWN_RING:
-            log.error("%s: its ring says %d signals were read and not started; "
-                      "taking back none of them", self.name, count)
-            count = 0
-        self.flushed = rec.own_started = start    # the stream goes on from there
-        return bytes(rec.own_ring[(start + i) % OWN_RING] for i in range(count))
-
-    def consumed(self) -> int:
-        """Bytes children have started from the channel, ever: a tick queued at
-        position P has been delivered once this reaches P."""
-        return self.flushed - self.unread()
+__all__ = ["ANY", "Outbox", "Router"]
 
 
 class Router:
@@ -159,6 +54,8 @@ class Router:
         if self.any_cheap:
             return self._route_with_cheap(num, boxes)
         for box in boxes:
+            if not box.buf and box.direct:
+                box.reopen()        # raisers wrote to it meanwhile: count them (outbox.py)
             if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 return False
         for box in boxes:
@@ -187,6 +84,8 @@ class Router:
                 self.coalesced[num] += 1
                 continue
             taken = True
+            if not box.buf and box.direct:
+                box.reopen()
             if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 self._waiting_ticks[key] = num      # delivered when room appears
             else:
@@ -197,6 +96,8 @@ class Router:
         """Queue ticks that met a full queue, where there is room now."""
         for key, num in list(self._waiting_ticks.items()):
             box = key[1]
+            if not box.buf and box.direct:
+                box.reopen()
             if not box.full():
                 del self._waiting_ticks[key]
                 self._queue_tick(key, box, num, False)
@@ -224,6 +125,8 @@ class Router:
         for box in boxes:
             if box.cheap and broadcast and num in box.buf:
                 continue
+            if not box.buf and box.direct:
+                box.reopen()
             if len(box.buf) + box.in_kernel >= box.limit and box.full():
                 return False
             chosen.append(box)
@@ -244,17 +147,19 @@ class Router:
         box = self.boxes[slot]
         box.cheap, box.wanted = cheap, False
         if cheap:
+            box.hold("cheap")       # its signals wait here, raisers' too
             self.requeue(slot)
             box.wanted = any(self._routes[n] not in (None, self.workers, self.active_workers)
                              for n in box.buf)
+        else:
+            box.release("cheap")
         self.active_workers[:] = [b for b in self.workers if not b.cheap]
         self.any_cheap = any(b.cheap for b in self.workers)
 
     def requeue(self, slot: int) -> None:
         """The child of `slot` is gone: what it had not started goes back to the front of
         its outbox, in order, for its replacement."""
-        box = self.boxes[slot]
-        box.buf[:0] = box.take_back()
+        self.boxes[slot].put_back()
 
     def _refresh(self) -> None:
         self._seen_gen = self.table.generation
@@ -304,6 +209,8 @@ class Router:
             if not self.held:
                 return
             box = self.boxes[slot]
+            if not box.buf and box.direct:
+                box.reopen()
             if box.full():
                 continue
             num = self._take_held(want)

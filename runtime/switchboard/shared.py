@@ -23,6 +23,7 @@ REF_MAX = 496
 USER_LOCKS = 64
 MAX_NESTED = 16         # handlers in progress one process tracks (nested by signal_wait)
 OWN_RING = 64           # signals a child reads from its own channel in one system call
+CHANNEL_LOCKS = 1 + USER_LOCKS   # lock byte of channel 0; the table's and users' come first
 
 # Process status, as the master and the stats read it.
 DOWN, STARTING, IDLE, BUSY, WAITING, CHEAP = range(6)
@@ -80,6 +81,27 @@ class ProcRecord(ctypes.Structure):
         # The master puts back what was read and not started when the child dies.
         ("own_started", ctypes.c_uint64),
         ("own_ring", ctypes.c_uint8 * OWN_RING),
+        # ... and the stream position read up to, published after each read with
+        # `filling` odd around it: with the channel's count in the kernel it tells the
+        # master how much was written, when a raiser died in the middle (direct.py)
+        ("own_read", ctypes.c_uint64),
+        ("filling", ctypes.c_uint64),
+        # Written by the master: bytes of this child's channel it has acted on, so the
+        # child knows it has nothing left at the master (its order, direct.py)
+        ("processed", ctypes.c_uint64),
+        # While it writes straight to a channel (direct.py): (index of the channel in the
+        # signal's route << 16) | (channel + 1), the channel's count before the write,
+        # the signal, and its counts before this raise, so that if it dies there the
+        # master can finish its accounting
+        ("direct_pending", ctypes.c_uint64),
+        ("direct_end", ctypes.c_uint64),
+        ("direct_num", ctypes.c_uint64),
+        ("direct_base_raised", ctypes.c_uint64),
+        ("direct_base_routed", ctypes.c_uint64),
+        # signals it raised straight into their channels, and the bytes that wrote (a
+        # broadcast writes one per member)
+        ("direct_raised", ctypes.c_uint64 * SIGNALS),
+        ("direct_routed", ctypes.c_uint64 * SIGNALS),
         ("handled", ctypes.c_uint64 * SIGNALS),
         ("failed", ctypes.c_uint64 * SIGNALS),
         ("no_handler", ctypes.c_uint64 * SIGNALS),
@@ -102,9 +124,13 @@ STATUS, DEPTH, READ_BYTE, READ_DEPTH = (getattr(ProcRecord, f).offset          #
                                         for f in ("status", "depth", "read_byte", "read_depth"))
 SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
                                   for f in ("signum", "running", "last_received"))
-MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED = (                               # u64
+(MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED, OWN_READ, FILLING, PROCESSED,   # u64
+ DIRECT_RAISED, DIRECT_ROUTED, DIRECT_PENDING, DIRECT_END, DIRECT_NUM, DIRECT_BASE_RAISED,
+ DIRECT_BASE_ROUTED) = (
     getattr(ProcRecord, f).offset // 8
-    for f in ("marks", "ring_from", "own_started", "handled", "failed"))
+    for f in ("marks", "ring_from", "own_started", "handled", "failed", "own_read",
+              "filling", "processed", "direct_raised", "direct_routed", "direct_pending",
+              "direct_end", "direct_num", "direct_base_raised", "direct_base_routed"))
 STARTED, LAST_ACTIVE, USER_HARAKIRI, BUSY_TIME = (                              # f64
     getattr(ProcRecord, f).offset // 8 for f in ("started", "last_active", "user_harakiri",
                                                  "busy"))
@@ -117,8 +143,9 @@ class Shared:
         self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
         channels = slots + groups
         flags = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord) + channels
-        taken_at = -(-(flags + slots) // 8) * 8          # after the sent flags, aligned
-        size = taken_at + 8 * groups * slots
+        taken_at = -(-(flags + 2 * channels) // 8) * 8   # after the sent and closed flags
+        written_at = taken_at + 8 * groups * slots
+        size = written_at + 8 * channels
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
@@ -133,6 +160,12 @@ class Shared:
         # so a child busy on a shared channel knows, without a system call, that its own
         # channel has something (its own signals come first).
         self.sent = memoryview(self.map)[base + slots * step + channels:][:slots]
+        # One flag per channel: set while the master wants every raiser to go through it
+        # for that channel (it holds signals for it, or the channel's child is cheaped,
+        # put back, or being counted); raisers read it under the channel's lock.
+        self.closed = memoryview(self.map)[base + slots * step + 2 * channels:][:channels]
+        # Bytes ever written to each channel, by the master or a raiser (direct.py).
+        self.written = memoryview(self.map)[written_at:size].cast("Q")
         # taken[group * slots + slot]: twice the signals that member took from the group's
         # channel, plus one while it is between a read and marking what it read: with
         # the channel's own count, the master tells whether a child that died there had
@@ -166,6 +199,19 @@ class Shared:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, n)
         if n == 0:
             self._thread_lock.release()
+
+    def lock_channel(self, channel: int, wait: bool = True) -> bool:
+        """Take a channel's writer lock (direct.py); False if `wait` is off and another
+        process holds it.  Held for microseconds, never across a blocking call."""
+        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.lockf(self.fd, flags, 1, CHANNEL_LOCKS + channel)
+        except OSError:
+            return False
+        return True
+
+    def unlock_channel(self, channel: int) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, CHANNEL_LOCKS + channel)
 
     def holder(self, n: int) -> int:
         """The pid holding lock `n` (0 if free or held by the caller), as the stats show."""

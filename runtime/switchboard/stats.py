@@ -58,6 +58,8 @@ class _Counts(NamedTuple):
     failed: list[int]
     no_handler: list[int]
     run_us: int
+    direct_raised: list[int]    # signals it raised straight into channels (direct.py)
+    direct_routed: list[int]    # ... and the copies that wrote
 
 
 def document(view: View) -> dict[str, Any]:
@@ -65,7 +67,8 @@ def document(view: View) -> dict[str, Any]:
     topo, router = view.topology, view.router
     # One copy of every process's counters, so the per-process and per-signal views
     # of this document agree with each other (children keep counting meanwhile).
-    counts = [_Counts(list(r.handled), list(r.failed), list(r.no_handler), int(r.busy * 1e6))
+    counts = [_Counts(list(r.handled), list(r.failed), list(r.no_handler), int(r.busy * 1e6),
+                      list(r.direct_raised), list(r.direct_routed))
               for r in view.shared.procs]
     latency = _latencies(view, counts)
     pids = view.pids()
@@ -201,7 +204,10 @@ def _signals(view: View, procs: list[_Counts],
         no_handler = sum(rec.no_handler[num] for rec in procs)
         if no_handler:
             dropped["no-handler"] = no_handler
-        counters = (router.raised[num], router.routed[num], handled, failed, dropped)
+        direct = sum(rec.direct_raised[num] for rec in procs)   # straight to channels
+        raised = router.raised[num] + direct
+        routed = router.routed[num] + sum(rec.direct_routed[num] for rec in procs)
+        counters = (raised, routed, handled, failed, dropped)
         if num not in registered and not any(counters):
             continue
         entry = registered.get(num)
@@ -209,7 +215,7 @@ def _signals(view: View, procs: list[_Counts],
             "target": entry.target.text(topo) if entry else None,
             "handler": entry.ref if entry else None,
             "language": _language(entry.ref) if entry else None,
-            "raised": router.raised[num], "routed": router.routed[num],
+            "raised": raised, "routed": routed, "direct": direct,
             "handled": handled, "failed": failed, "dropped": dropped,
             "coalesced": router.coalesced[num],
             "latency": quantiles(merged.get(num, EMPTY)),

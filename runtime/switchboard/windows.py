@@ -79,8 +79,11 @@ class ReadWindows:
                           "of %s (the others may run twice or not at all)",
                           len(waiting), group.text(self.topology), unaccounted,
                           unaccounted, [w.num for w in waiting])
+            box = self.router.groups[group]
+            if lost and box.direct:
+                box.closed[box.index] = 1     # raisers wait behind what we put back
             for w in reversed(lost):
-                self.router.groups[group].buf[:0] = bytes([w.num])
+                box.buf[:0] = bytes([w.num])
                 log.warning("signal %d: read by a %s member that died before starting "
                             "it; queued again for the group", w.num,
                             group.text(self.topology))
@@ -92,10 +95,25 @@ class ReadWindows:
         row, taken = self._row(group), self.shared.taken
         members = [row + m for m in self.topology.members(group)]
         before = [taken[at] for at in members]
-        consumed = self.router.groups[group].consumed()
+        box = self.router.groups[group]
+        with box.locked():              # what raisers wrote and the kernel holds, together
+            consumed = box.consumed()
         if [taken[at] for at in members] != before or any(t % 2 for t in before):
             return None
         return consumed - sum(before) // 2 - self.settled.get(group, 0)
+
+    def consumed(self, group: Target) -> int | None:
+        """Signals the group's members took from its channel, ever (for a recount after
+        a raiser died writing to it: outbox.py); None while a member is between a read
+        and its mark, or a dead member's read is not settled yet."""
+        if any(w.group == group for w in self.open):
+            return None
+        row, taken = self._row(group), self.shared.taken
+        members = [row + m for m in self.topology.members(group)]
+        words = [taken[at] for at in members]
+        if any(t % 2 for t in words):
+            return None
+        return sum(words) // 2 + self.settled.get(group, 0)
 
     def _row(self, group: Target) -> int:
         return (self.flag_of[group] - self.topology.slots) * self.topology.slots

@@ -39,6 +39,7 @@ from switchboard.channels import (
     record,
 )
 from switchboard.context import Context
+from switchboard.direct import DirectWriter
 from switchboard.errors import HandlerError
 from switchboard.latency import BUCKET_OF, MAX, ROW, bucket
 from switchboard.procs.inbox import MessageInbox
@@ -47,12 +48,14 @@ from switchboard.shared import (
     BUSY_TIME,
     DEPTH,
     FAILED,
+    FILLING,
     HANDLED,
     IDLE,
     LAST_ACTIVE,
     LAST_RECEIVED,
     MARKS,
     MAX_NESTED,
+    OWN_READ,
     OWN_RING,
     OWN_STARTED,
     READ_BYTE,
@@ -111,12 +114,17 @@ class Child(MessageInbox, Context):
     _in_background = False
 
     def setup(self, sock: socket.socket, groups: list[tuple[socket.socket, int]],
-              drained_fd: int, signal_timeout: float) -> None:
+              drained_fd: int, signal_timeout: float,
+              direct: dict[int, tuple[socket.socket, socket.socket]] | None = None,
+              signal_queue: int = 65536) -> None:
         self.sock, self.signal_timeout = sock, signal_timeout
+        self.direct = DirectWriter(self.shared, self.table, self.topology, self.slot,
+                                   direct or {}, signal_queue)
         self.record = self.shared.procs[self.slot]
         self._own = sock.fileno()
         self._ring = memoryview(self.record.own_ring).cast("B")
         self._own_read = self.record.own_started    # ring positions read so far
+        self.record.own_read, self.record.filling = self._own_read, 0
         self._own_next = self.record.own_started    # ... and taken to run
         # What the signal _read_now() returned came from, for _dispatch() to record as
         # it marks it: its ring position + 1, or -(index in shared.taken + 1) for a group.
@@ -447,7 +455,10 @@ class Child(MessageInbox, Context):
     # -- what the API calls -----------------------------------------------------------
 
     def raise_signal(self, num: int) -> None:
-        self._send(_RAISE_RECORDS[num], num)
+        """Straight into the target's channel when that keeps every guarantee (direct.py),
+        through the master otherwise."""
+        if not self.direct.write(num):
+            self._send(_RAISE_RECORDS[num], num)
 
     def send_message(self, payload: dict[str, Any]) -> None:
         """Tell the master something bigger than a signal (a new timer, ...)."""
@@ -563,14 +574,20 @@ class Child(MessageInbox, Context):
             return
         views = ([ring[at:at + free]] if at + free <= OWN_RING
                  else [ring[at:], ring[:at + free - OWN_RING]])
+        u64 = self._u64
+        u64[FILLING] += 1   # odd while what we read is not in own_read yet (direct.py)
         try:
             count = os.readv(self._own, views)
         except BlockingIOError:
+            u64[FILLING] += 1
             self._readable[0] = False
             return
         if not count:
+            u64[FILLING] += 1
             self._master_gone()
         self._own_read += count
+        u64[OWN_READ] = self._own_read
+        u64[FILLING] += 1
 
     def _master_gone(self) -> None:
         log.warning("%s: the master is gone; exiting", self._name())
@@ -593,6 +610,7 @@ class Child(MessageInbox, Context):
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
+        self.direct.sent += sent
         if sent < len(data):                # the usual case is one system call, done
             self._send_rest(data, sent, num)
 
@@ -601,7 +619,9 @@ class Child(MessageInbox, Context):
         view = memoryview(data)[sent:]
         while view:
             try:
-                view = view[self.sock.send(view):]
+                sent = self.sock.send(view)
+                self.direct.sent += sent
+                view = view[sent:]
                 continue
             except BlockingIOError:
                 pass
@@ -618,7 +638,9 @@ class Child(MessageInbox, Context):
 
 
 def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.socket, int]],
-                 drained_fd: int, signal_timeout: float) -> int:
+                 drained_fd: int, signal_timeout: float,
+                 direct: dict[int, tuple[socket.socket, socket.socket]],
+                 signal_queue: int) -> int:
     """Run in the forked process once the master's descriptors are closed."""
     _die_with_parent(child.masterpid)
     child.shared.after_fork()
@@ -628,7 +650,7 @@ def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.so
             stream.reconfigure(line_buffering=True, write_through=False)
     unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
     unix.signal(unix.SIGHUP, unix.SIG_IGN)
-    child.setup(sock, groups, drained_fd, signal_timeout)
+    child.setup(sock, groups, drained_fd, signal_timeout, direct, signal_queue)
     binding.install(child)
     return child.run()
 

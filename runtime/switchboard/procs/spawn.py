@@ -44,8 +44,11 @@ def run_child(master: Master, slot: int, role: Role, ident: int,
         unix.pthread_sigmask(unix.SIG_SETMASK, old_mask)
         groups = [(master.channels.groups[g][1], master.flag_of[g])
                   for g in master.topology.groups_of(slot)]
+        direct = {**master.channels.private,
+                  **{master.flag_of[g]: ends for g, ends in master.channels.groups.items()}}
         code = become_child(child, master.channels.private[slot][1], groups,
-                            master.channels.wake[1], master.config.signal_timeout)
+                            master.channels.wake[1], master.config.signal_timeout, direct,
+                            master.config.signal_queue)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -68,8 +71,7 @@ def _close_masters(master: Master, slot: int, role: Role) -> None:
     control.close_inherited(master.control)
     if master.stats_server is not None:
         master.stats_server.close_inherited()
-    master.channels.keep_for_child(slot, master.topology.groups_of(slot),
-                                   spooler=role is Role.SPOOLER)
+    master.channels.keep_for_child(slot, spooler=role is Role.SPOOLER)
     os.close(master.commands[1])
     if role is not Role.SOURCES:
         os.close(master.commands[0])
