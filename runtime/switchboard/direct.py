@@ -12,7 +12,8 @@ its members', or none), it writes only if:
   at the master must not be overtaken by a later one from the same raiser;
 - the master has not closed the channel (outbox.py): it closes it while it holds
   signals for it, and while its worker is cheaped (which also keeps `workers` and
-  `active-workers` on the master's path then), being put back or recounted;
+  `active-workers` on the master's path then), being put back or recounted; and no
+  raiser died writing it (its `writing` flag is still up: recount.py);
 - each channel holds fewer than `signal-queue` signals not started, and fewer than
   DEPTH: a backlog goes through the master, which batches;
 - the socket takes the byte now.
@@ -107,9 +108,11 @@ class DirectWriter:
         return locked
 
     def _write_locked(self, num: int, channels: tuple[int, ...]) -> bool:
-        shared, written, u64 = self.shared, self.shared.written, self._u64
+        shared, written, u64, writing = (self.shared, self.shared.written, self._u64,
+                                         self.shared.writing)
         for channel in channels:
-            if shared.closed[channel] or self._unread(channel) >= self.limit:
+            if (shared.closed[channel] or writing[channel]
+                    or self._unread(channel) >= self.limit):
                 return False
         # What the master needs to finish our accounting if we die from here on
         u64[DIRECT_NUM] = num
@@ -119,6 +122,7 @@ class DirectWriter:
         for i, channel in enumerate(channels):
             end = u64[DIRECT_END] = written[channel]
             u64[DIRECT_PENDING] = i << 16 | channel + 1
+            writing[channel] = 1            # left up if we die: see recount.py
             written[channel] = end + 1
             self._run(channel, end + 1, now)    # before a reader can see the byte
             try:
@@ -128,11 +132,13 @@ class DirectWriter:
             if not sent:
                 written[channel] = end
                 shared.latency.counts[channel] -= 1         # the stamp we just put
+                writing[channel] = 0
                 u64[DIRECT_PENDING] = 0
                 if i:
                     self._partial(num, channels, i)
                 return False
             u64[DIRECT_ROUTED + num] = routed + i + 1
+            writing[channel] = 0
             if channel < shared.slots:
                 shared.sent[channel] = 1    # a child's own channel: tell it without a read
         u64[DIRECT_RAISED + num] = raised + 1

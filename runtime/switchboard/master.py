@@ -403,6 +403,8 @@ class Master:
         rec = self.shared.procs[slot]
         self.relay.child_exited(slot)
         self.recounts.died(slot)
+        if slot in self.router.boxes:
+            self.recounts.before_put_back(slot)
         self.router.requeue(slot)
         self.windows.member_died(slot)
         name, how = self.topology.describe(slot), _how(status)

@@ -116,6 +116,8 @@ class Outbox:
         """flush() for a channel raisers write, under its lock: stamp what is queued,
         write it, and open the channel again once nothing is left here."""
         with self.locked():
+            if self.shared is not None and self.shared.writing[self.index]:
+                return      # a raiser died writing it: wait for the recount (recount.py)
             end = self.flushed + len(self.buf)
             if end != self.stamped:
                 run(self.index, end, stamp)
@@ -139,6 +141,8 @@ class Outbox:
                           "holds %d: counting that", self.name, end, count)
             self.flushed = count
             self.in_kernel = self.unread()
+            assert self.shared is not None
+            self.shared.writing[self.index] = 0
         return count > end
 
     def read_by_reader(self, reader_alive: bool) -> int | None:

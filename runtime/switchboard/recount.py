@@ -63,6 +63,26 @@ class Recounts:
             self.cuts.append(cut)
         self.settle()
 
+    def before_put_back(self, slot: int) -> None:
+        """`slot`'s child is gone and its channel is about to be taken back, which
+        relies on the channel's count: if a raiser died writing it and has not been
+        reaped yet, recount now (the reader is dead, so what it read is final)."""
+        box = self.box(slot)
+        with box.locked():
+            orphaned = bool(self.shared.writing[slot])
+        if not orphaned:
+            return
+        if any(cut.channel == slot for cut in self.cuts):
+            self.settle()           # its raiser was reaped first: the reader is final now
+            return
+        raiser = next((s for s, rec in enumerate(self.shared.procs)
+                       if (rec.direct_pending & 0xFFFF) - 1 == slot), None)
+        if raiser is None:
+            log.error("%s: a raiser died writing it and left no record of it", box.name)
+            self.shared.writing[slot] = 0
+            return
+        self.died(raiser)
+
     def settle(self) -> None:
         """Recount every channel whose readers can tell now what they took."""
         for cut in list(self.cuts):

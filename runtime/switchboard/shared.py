@@ -143,7 +143,7 @@ class Shared:
         self.fd = os.memfd_create("switchboard", os.MFD_CLOEXEC)
         channels = slots + groups
         flags = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord) + channels
-        taken_at = -(-(flags + 2 * channels) // 8) * 8   # after the sent and closed flags
+        taken_at = -(-(flags + 3 * channels) // 8) * 8   # after the sent, closed, writing
         written_at = taken_at + 8 * groups * slots
         size = written_at + 8 * channels
         os.ftruncate(self.fd, size)
@@ -164,6 +164,10 @@ class Shared:
         # for that channel (it holds signals for it, or the channel's child is cheaped,
         # put back, or being counted); raisers read it under the channel's lock.
         self.closed = memoryview(self.map)[base + slots * step + 2 * channels:][:channels]
+        # One flag per channel, set by the holder of its lock while it writes: found set
+        # by the next holder, it says a raiser died writing, and the channel's count is
+        # in doubt until the master recounts it (recount.py).
+        self.writing = memoryview(self.map)[base + slots * step + 3 * channels:][:channels]
         # Bytes ever written to each channel, by the master or a raiser (direct.py).
         self.written = memoryview(self.map)[written_at:size].cast("Q")
         # taken[group * slots + slot]: twice the signals that member took from the group's
