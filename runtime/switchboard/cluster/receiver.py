@@ -26,6 +26,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from switchboard.cluster.outbox import Outbox
 from switchboard.cluster.settings import ClusterConfig
 from switchboard.cluster.state import ClusterState
 from switchboard.cluster.store import Store
@@ -36,6 +37,7 @@ log = logging.getLogger("switchboard.cluster")
 BATCH = 1000           # signals claimed at once, and most held in the hand-over queue
 _PAUSES = (0.2, 0.5, 1, 2, 5)
 _POLL = 1.0            # seconds: look for waiting signals even without a notification
+COALESCE = 0.001       # seconds between claims while signals stream in (never for one)
 
 
 class Receiver:
@@ -51,10 +53,12 @@ class Receiver:
         self._store: Store | None = None
         self._first = True
         self._beat_at = 0.0
+        self.outbox = Outbox(config, state.outbox)
 
     # -- the main thread's side ----------------------------------------------------------
 
     def start(self) -> None:
+        self.outbox.start()
         self.thread = threading.Thread(target=self._run, daemon=True, name="cluster")
         self.thread.start()
 
@@ -67,6 +71,7 @@ class Receiver:
     def stop(self) -> None:
         """Put back what was taken and not raised, then end the thread."""
         self._stop.set()
+        self.outbox.stop()
         self.thread.join(5.0)
 
     # -- the thread ----------------------------------------------------------------------
@@ -130,7 +135,7 @@ class Receiver:
         store = self._store
         assert store is not None
         self._apply_changes()
-        full = False
+        full = busy = False
         room = BATCH - len(self.inbox)
         if room > 0:
             acked = self._drain_done()
@@ -141,13 +146,15 @@ class Receiver:
                 self.done.extendleft(reversed(acked))   # acked after reconnecting
                 raise
             self._hand_over(store, rows)
-            full = len(rows) == room
+            full, busy = len(rows) == room, len(rows) > 1
         else:
             self._ack(store)
         now = time.time()
         self._fire_unique(store, now)
         if time.monotonic() >= self._beat_at:
             self._beat(store)
+        if busy and not full:          # a stream: let the next claim take a batch
+            self._stop.wait(COALESCE)
         self._wait(store, 0.001 if full or len(self.inbox) >= BATCH else self._timeout(now))
 
     def _hand_over(self, store: Store, rows: list[tuple[int, int, bool]]) -> None:

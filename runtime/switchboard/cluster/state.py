@@ -12,6 +12,7 @@ import json
 import mmap
 import struct
 import time
+import uuid
 from typing import Any
 
 COUNTERS = ("sent", "received", "expired", "uncertain", "fires_claimed", "fires_elsewhere",
@@ -28,6 +29,7 @@ class ClusterState:
         self.mem = mmap.mmap(-1, self._base + _HEAD.size + _MEMBERS)
         self.rows = memoryview(self.mem)[:self._base].cast("Q")
         self.connected = True       # in the helper: whether PostgreSQL answers now
+        self.outbox = f"\0switchboard-cluster-{uuid.uuid4().hex}"   # cluster/outbox.py
 
     def count(self, slot: int, name: str, n: int = 1) -> None:
         """Add `n` to this process's counter `name` (only `slot`'s process calls this)."""

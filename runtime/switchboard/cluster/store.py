@@ -2,14 +2,14 @@
 
 Like APScheduler's data stores, a small interface with PostgreSQL behind it.  Each
 method is one autocommit statement (one round trip, one transaction), so a method
-that returned has committed.  The schema is versioned; nodes that start together
-create it under an advisory lock.
+that returned has committed; remote raises are stored in batches (`send_batch`).
+The schema is versioned; nodes that start together create it under an advisory lock.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -35,6 +35,15 @@ CREATE TABLE IF NOT EXISTS {s}.fires (
     node text NOT NULL, claimed timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (cluster, source, fire_at));
 """
+
+
+class Raise(NamedTuple):
+    """One remote raise: `num` for `node` (or "*"), woken through `channel`."""
+    num: int
+    node: str
+    sender: str
+    key: uuid.UUID
+    channel: str
 
 
 class SchemaError(Exception):
@@ -103,29 +112,29 @@ class Store:
 
     # -- signals ------------------------------------------------------------------------
 
-    def send(self, num: int, node: str, sender: str, key: uuid.UUID, channel: str) -> bool:
-        """Store `num` for `node` and wake it; False if no such node ever joined.
+    def send_batch(self, raises: list[Raise], silence: float) -> list[int]:
+        """Store many raises and wake their nodes in one transaction (a group commit);
+        for each raise, how many nodes it will run on (0: no such node ever joined).
 
-        Idempotent per `key`: a retry after a lost reply adds nothing."""
-        row = self._run(
-            "WITH known AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND node = %s), "
+        A raise for "*" goes to every member heard within `silence` s.  Rows are
+        inserted in the order given, so a raiser's signals keep their order."""
+        wakes = sorted({(r.channel, r.node) for r in raises})
+        rows = self._run(
+            "WITH known AS (SELECT node, left_at IS NULL AND heartbeat > now() - "
+            "make_interval(secs => %s) AS live FROM {s}.nodes WHERE cluster = %s), "
             "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
-            "SELECT %s, node, %s, %s, %s FROM known ON CONFLICT DO NOTHING) "
-            "SELECT count(*), pg_notify(%s, %s) FROM known",
-            (self.cluster, node, self.cluster, num, sender, key, channel, node)).fetchone()
-        return bool(row and row[0])
-
-    def send_all(self, num: int, sender: str, key: uuid.UUID, silence: float,
-                 channel: str) -> int:
-        """Store `num` for every member and wake them; how many members."""
-        row = self._run(
-            "WITH live AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND left_at IS NULL "
-            "AND heartbeat > now() - make_interval(secs => %s)), "
-            "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
-            "SELECT %s, node, %s, %s, %s FROM live ON CONFLICT DO NOTHING) "
-            "SELECT count(*), pg_notify(%s, '*') FROM live",
-            (self.cluster, silence, self.cluster, num, sender, key, channel)).fetchone()
-        return int(row[0]) if row else 0
+            "SELECT %s, k.node, r.num, r.sender, r.key FROM unnest(%s::text[], "
+            "%s::smallint[], %s::text[], %s::uuid[]) WITH ORDINALITY AS r(node, num, sender, "
+            "key, ord) JOIN known k ON k.node = r.node OR (r.node = '*' AND k.live) "
+            "ORDER BY r.ord, k.node ON CONFLICT DO NOTHING) "
+            "SELECT node, live, (SELECT count(pg_notify(c, p)) FROM unnest(%s::text[], "
+            "%s::text[]) AS w(c, p)) FROM known",
+            (silence, self.cluster, self.cluster, [r.node for r in raises],
+             [r.num for r in raises], [r.sender for r in raises], [r.key for r in raises],
+             [c for c, _ in wakes], [n for _, n in wakes])).fetchall()
+        known = {row[0] for row in rows}
+        live = sum(1 for row in rows if row[1])
+        return [live if r.node == "*" else int(r.node in known) for r in raises]
 
     def claim(self, node: str, token: uuid.UUID, limit: int, ttl: float,
               acked: list[int]) -> list[tuple[int, int, bool]]:
