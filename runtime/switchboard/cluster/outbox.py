@@ -29,6 +29,7 @@ import uuid
 import psycopg
 
 from switchboard.cluster.settings import ClusterConfig
+from switchboard.cluster.state import ClusterState
 from switchboard.cluster.store import Raise, Store
 
 log = logging.getLogger("switchboard.cluster")
@@ -55,8 +56,9 @@ class Waiting:
 
 
 class Outbox:
-    def __init__(self, config: ClusterConfig, address: str) -> None:
-        self.config, self.address = config, address
+    def __init__(self, config: ClusterConfig, state: ClusterState, slot: int) -> None:
+        self.config, self.state, self.slot = config, state, slot
+        self.address = state.outbox
         self._stop = threading.Event()
         self._store: Store | None = None
         self._waiting: list[Waiting] = []
@@ -162,6 +164,7 @@ class Outbox:
             self._expire(" ".join(str(exc).split()))
             return False
         del self._waiting[:len(batch)]
+        self.state.count(self.slot, "commits")
         for waiting, count in zip(batch, counts, strict=True):
             _answer(waiting.conn, REPLY.pack(count if count or waiting.node == "*"
                                              else NO_NODE))

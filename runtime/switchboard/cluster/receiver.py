@@ -53,7 +53,7 @@ class Receiver:
         self._store: Store | None = None
         self._first = True
         self._beat_at = 0.0
-        self.outbox = Outbox(config, state.outbox)
+        self.outbox = Outbox(config, state, slot)
 
     # -- the main thread's side ----------------------------------------------------------
 

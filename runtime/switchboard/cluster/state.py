@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 COUNTERS = ("sent", "received", "expired", "uncertain", "fires_claimed", "fires_elsewhere",
-            "send_failures")
+            "send_failures", "commits")
 _ROW = 8 * len(COUNTERS)
 _MEMBERS = 64 * 1024            # bytes for the member list (JSON); ~1,000 members
 _HEAD = struct.Struct("QI")     # sequence number, length
