@@ -13,6 +13,8 @@ from tests import conftest as procs
 from tests.cluster.conftest import MARK
 from tests.conftest import wait_for
 
+from switchboard.cluster import sender
+
 pytestmark = pytest.mark.timeout(90)
 
 BURST = '''
@@ -149,3 +151,9 @@ def test_no_such_node_and_signal_timeout_through_the_outbox(make_node, postgres,
     finally:
         admin.execute(f'ALTER ROLE "{role}" LOGIN')
         admin.close()
+
+
+@pytest.mark.parametrize("remote", ["b,c", "{b}", "web 1", "x" * 61])
+def test_a_remote_that_cannot_be_a_node_name_is_refused(remote):
+    with pytest.raises(ValueError, match="is not a node name"):
+        sender.check_remote(50, remote)

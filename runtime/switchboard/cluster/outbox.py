@@ -28,7 +28,7 @@ import uuid
 
 import psycopg
 
-from switchboard.cluster.settings import ClusterConfig
+from switchboard.cluster.settings import NAME, ClusterConfig
 from switchboard.cluster.state import ClusterState
 from switchboard.cluster.store import Raise, Store
 
@@ -50,7 +50,7 @@ class Waiting:
     def __init__(self, conn: socket.socket, pid: int, data: bytes) -> None:
         num, key, timeout = REQUEST.unpack_from(data)
         self.conn, self.num, self.key = conn, num, uuid.UUID(bytes=key)
-        self.node = data[REQUEST.size:].decode()
+        self.node = data[REQUEST.size:].decode(errors="replace")
         self.sender, self.timeout = pid, timeout
         self.deadline = time.monotonic() + timeout
 
@@ -143,7 +143,11 @@ class Outbox:
                 self._last.pop(conn, None)
                 conn.close()
                 return
-            self._waiting.append(Waiting(conn, pid, data))
+            waiting = Waiting(conn, pid, data)
+            if waiting.node != "*" and not NAME.fullmatch(waiting.node):
+                _answer(conn, REPLY.pack(NO_NODE))  # never in an array literal (store.py)
+                continue
+            self._waiting.append(waiting)
             self._last[conn] = time.monotonic()
 
     def _commit(self) -> bool:

@@ -22,7 +22,7 @@ import uuid
 
 import psycopg
 
-from switchboard.cluster import outbox
+from switchboard.cluster import outbox, settings
 from switchboard.cluster.settings import ClusterConfig
 from switchboard.cluster.state import ClusterState
 from switchboard.cluster.store import Raise, Store
@@ -44,6 +44,9 @@ def check_remote(num: int, remote: object) -> str:
                          "[cluster] and name the node")
     if not remote:
         raise ValueError(f"signal {num}: remote node name is empty")
+    if remote != ALL and not settings.NAME.fullmatch(remote):
+        raise ValueError(f"signal {num}: {remote!r} is not a node name (1-60 letters, "
+                         "digits, '_', '.' or '-') nor '*'")
     return remote
 
 
