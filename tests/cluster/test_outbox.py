@@ -4,8 +4,8 @@ is gone (cluster/outbox.py)."""
 from __future__ import annotations
 
 import os
-import signal as unix
 import socket
+import time
 
 import psycopg
 import pytest
@@ -14,13 +14,22 @@ from tests.cluster.conftest import MARK
 from tests.conftest import wait_for
 
 from switchboard.cluster import sender
+from switchboard.cluster.outbox import Outbox
+from switchboard.cluster.sender import Sender
+from switchboard.cluster.settings import ClusterConfig
+from switchboard.cluster.state import ClusterState
+from switchboard.cluster.store import Store
 
 pytestmark = pytest.mark.timeout(90)
 
 BURST = '''
-import uwsgi
+import os, time, uwsgi, sbtest
 def burst(num):
-    first = 100 + 25 * (uwsgi.worker_id() - 1)
+    me = uwsgi.worker_id()
+    sbtest.touch(f"ready-{me}")           # the 4 workers start together: they overlap
+    while not all(os.path.exists(os.path.join(sbtest.DIR, f"ready-{w}")) for w in range(1, 5)):
+        time.sleep(0.001)
+    first = 100 + 25 * (me - 1)
     for n in range(first, first + 25):
         uwsgi.signal(n, "b")
 def to_b(num):
@@ -56,22 +65,63 @@ def test_concurrent_raisers_share_commits_and_keep_their_order(make_node):
     assert b.stats()["cluster"]["received"] == 100
 
 
-def test_raises_go_on_when_the_sources_helper_is_killed(make_node):
-    a = make_node("a", [{"num": 15, "handler": "python:burst:to_b"}],
-                  modules={"burst": BURST})
-    b = make_node("b", [{"num": 100, "handler": MARK}])
-    a.raise_signal(15)
-    b.wait_results(1)
-    old = helper_of(a)
-    os.kill(old, unix.SIGKILL)          # the worker's outbox socket is dead now
-    a.raise_signal(15)
-    b.wait_results(2)                   # it committed by itself, with the same key
-    wait_for(lambda: helpers_of(a) not in ([], [old]), message=lambda: a.log[-3000:])
-    wait_for(lambda: len(a.stats()["cluster"]["members"]) == 2)
-    a.raise_signal(15)
-    b.wait_results(3)
-    a.stats_when(lambda s: s["cluster"]["sent"] == 3)
-    assert len(b.results()) == 3, b.results()
+@pytest.fixture
+def parts(postgres, cluster_name):
+    """An outbox in this process (its threads, real sockets, the tests' PostgreSQL) for
+    nodes a and b, and a shared state in which another process is raising right now."""
+    config = ClusterConfig(postgres, cluster_name, "a", heartbeat=0.5)
+    store = Store.connect(postgres, config.schema, cluster_name, 5.0)
+    store.migrate()
+    for node in ("a", "b"):
+        store.join(node, "here", os.getpid())
+    state = ClusterState(3, cluster_name, "a")
+    state.raised_at[0] = time.monotonic() + 3600      # slot 0 raises: share commits
+    box = Outbox(config, state, 2)
+    box.start()
+    yield config, state, box, store
+    box.stop()
+    store.close()
+
+
+def waiting_for(store, node):
+    return store.conn.execute("SELECT count(*) FROM switchboard.signals WHERE cluster = %s "
+                              "AND node = %s", (store.cluster, node)).fetchone()[0]
+
+
+def test_the_outbox_commits_and_answers_for_its_raisers(parts):
+    config, state, _, store = parts
+    raiser = Sender(config, state, 1, 2.0, keep=True)
+    assert raiser.send(7, "b") == 1
+    assert raiser.send(7, "*") == 2
+    with pytest.raises(OSError, match="no node named 'nobody' has joined cluster"):
+        raiser.send(7, "nobody")
+    assert (waiting_for(store, "a"), waiting_for(store, "b")) == (1, 2)
+    assert state.totals()["commits"] == 3 and state.totals()["sent"] == 3
+
+
+def test_a_raiser_commits_by_itself_once_the_outbox_is_gone(parts):
+    config, state, box, store = parts
+    raiser = Sender(config, state, 1, 2.0, keep=True)
+    raiser.send(7, "b")
+    box.stop()                             # its sockets close, as when the helper dies
+    assert raiser.send(7, "b") == 1        # by itself, with the same key
+    assert waiting_for(store, "b") == 2
+    assert state.totals()["commits"] == 1
+
+
+def test_the_outbox_gives_up_after_signal_timeout(tmp_path):
+    down = ClusterConfig(f"host={tmp_path} port=1 user=nobody dbname=none", "c", "a")
+    state = ClusterState(3, "c", "a")
+    state.raised_at[0] = time.monotonic() + 3600
+    box = Outbox(down, state, 2)
+    box.start()
+    try:
+        with pytest.raises(OSError, match=r"PostgreSQL did not take it within 1 s "
+                                          r"\(signal-timeout\)"):
+            Sender(down, state, 1, 1.0, keep=True).send(7, "b")
+    finally:
+        box.stop()
+    assert state.totals()["send_failures"] == 1 and state.totals()["commits"] == 0
 
 
 def outbox_address(pid: int) -> str:
@@ -123,7 +173,7 @@ def timed(num):
 '''
 
 
-def test_no_such_node_and_signal_timeout_through_the_outbox(make_node, postgres,
+def test_no_such_node_and_signal_timeout_for_a_lone_raiser(make_node, postgres,
                                                               cluster_name):
     role = f"r{cluster_name}"
     admin = psycopg.connect(postgres, autocommit=True)
@@ -136,7 +186,7 @@ def test_no_such_node_and_signal_timeout_through_the_outbox(make_node, postgres,
                       cluster={"dsn": f"{postgres} user={role}"},
                       settings={"workers": 1, "signal-timeout": 2}, modules={"trier": TRY})
         a.raise_signal(2)
-        a.wait_results(1)                   # through the outbox: its connection is open
+        a.wait_results(1)                   # by itself: its connection is open
         a.raise_signal(4)
         nobody = a.wait_results(2)[1]
         assert nobody[0] == "OSError" and "no_node_named_'nobody'_has_joined" in nobody[1]

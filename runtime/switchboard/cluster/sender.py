@@ -1,10 +1,11 @@
 """Raising a signal on other nodes: `uwsgi.signal(num, "NODE")` and `"*"`.
 
-A child hands its raise to the node's outbox (outbox.py: one thread in the sources
-helper that commits the raises of every local process together) and waits for its
-answer.  When the outbox cannot be reached, the process commits by itself on its own
-connection, opened lazily after the fork (one inherited across fork would be shared by
-two processes).  The master keeps none open (it forks at any time; invariant 7): it
+A child that raises while other processes of its instance raise too hands its raise
+to the node's outbox (outbox.py: one thread in the sources helper that commits the
+raises of every local process together) and waits for its answer.  A lone raiser, or
+one that cannot reach the outbox, commits by itself on its own connection (one hop
+less), opened lazily after the fork (one inherited across fork would be shared by two
+processes).  The master keeps none open (it forks at any time; invariant 7): it
 connects per raise.  A raise returns once PostgreSQL committed it.  Each raise has
 one key, kept through retries and the fall-back, so a retry after a lost reply adds
 nothing.
@@ -67,7 +68,9 @@ class Sender:
             self._pid, self._lock = os.getpid(), threading.Lock()
         with self._lock:
             key = uuid.uuid4()
-            count = self._via_outbox(num, remote, key) if self.keep else None
+            shared = self.keep and self.state.others_raising(self.slot, time.monotonic(),
+                                                             outbox.ACTIVE)
+            count = self._via_outbox(num, remote, key) if shared else None
             if count is None:
                 count = self._send(num, remote, key)
             self.state.count(self.slot, "sent", count)
