@@ -37,7 +37,8 @@ log = logging.getLogger("switchboard.cluster")
 BATCH = 1000           # signals claimed at once, and most held in the hand-over queue
 _PAUSES = (0.2, 0.5, 1, 2, 5)
 _POLL = 1.0            # seconds: look for waiting signals even without a notification
-COALESCE = 0.001       # seconds between claims while signals stream in (never for one)
+COALESCE = 0.001       # seconds between claims while signals stream in:
+STREAM = 4             # when a claim took this many or more
 
 
 class Receiver:
@@ -146,14 +147,14 @@ class Receiver:
                 self.done.extendleft(reversed(acked))   # acked after reconnecting
                 raise
             self._hand_over(store, rows)
-            full, busy = len(rows) == room, len(rows) > 1
+            full, busy = len(rows) == room, len(rows) >= STREAM
         else:
             self._ack(store)
         now = time.time()
         self._fire_unique(store, now)
         if time.monotonic() >= self._beat_at:
             self._beat(store)
-        if busy and not full:          # a stream: let the next claim take a batch
+        if busy and not full:          # a stream: let the next claim take a bigger batch
             self._stop.wait(COALESCE)
         self._wait(store, 0.001 if full or len(self.inbox) >= BATCH else self._timeout(now))
 
