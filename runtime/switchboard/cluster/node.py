@@ -69,6 +69,17 @@ def leave(config: ClusterConfig) -> None:
                     " ".join(str(exc).split()))
 
 
+def on_reload(running: ClusterConfig | None, loaded: ClusterConfig | None
+              ) -> ClusterConfig | None:
+    """The `[cluster]` a reload keeps: the running one (its shared state, outbox and
+    membership were made at start); a changed one is logged and waits for a restart."""
+    if loaded != running:
+        now = "none" if running is None else f"cluster {running.name}, node {running.node}"
+        log.warning("reload: [cluster] changed in the config; it takes effect when the "
+                    "instance is restarted (running: %s)", now)
+    return running
+
+
 def _dsn_text(dsn: str) -> str:
     """The dsn without its password, for error messages."""
     try:
