@@ -1,6 +1,6 @@
 """CPU per signal on a worker's own loop, in process: what each start costs the worker.
 
-Run: python bench/dispatch_cpu.py [--n 100000] [--rounds 12] [--channel own|group]
+Run: python bench/dispatch_cpu.py [--n 100000] [--rounds 12] [--channel own|group] [--run N]
 Builds the shared memory, a table with one Python handler that does nothing, and a worker
 (the runtime's Child) over a real socketpair; queues N signals in the channel (through the
 master's Outbox, so its latency runs are stamped as in a real instance), then times the
@@ -33,15 +33,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--channel", choices=["own", "group"], default="own")
+    parser.add_argument("--run", type=int, default=20_000,
+                        help="signals per latency stamp (a master refilling a full "
+                             "channel stamps a few at a time)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "noop_handler.py"), "w") as f:
             f.write("def noop(num):\n    pass\n")
         sys.path.insert(0, folder)
-        measure(args.n, args.rounds, args.channel)
+        measure(args.n, args.rounds, args.channel, args.run)
 
 
-def measure(n: int, rounds: int, channel: str) -> None:
+def measure(n: int, rounds: int, channel: str, run: int) -> None:
     """Time `rounds` passes of `n` signals through a worker's loop; print µs per signal."""
     topology = Topology(workers=2)
     shared = Shared(topology.slots, len(topology.groups()))
@@ -66,9 +69,10 @@ def measure(n: int, rounds: int, channel: str) -> None:
         cpu = 0.0
         while left:
             batch = min(left, 20_000)        # what the socket buffers hold at once
-            box.buf += bytes([NUM]) * batch
-            if latency is not None:
-                latency.run(box.index, box.flushed + len(box.buf), time.monotonic())
+            for start in range(0, batch, run):
+                box.buf += bytes([NUM]) * min(run, batch - start)
+                if latency is not None:
+                    latency.run(box.index, box.flushed + len(box.buf), time.monotonic())
             while box.buf:
                 box.flush()
             start = time.process_time()

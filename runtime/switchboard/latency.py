@@ -104,23 +104,29 @@ class Latency:
         self.ends[at], self.stamps[at] = end, stamp
         self.counts[channel] = n + 1
 
-    def find(self, channel: int, pos: int) -> tuple[int, int, float]:
-        """(start, end, stamp) of the run holding stream position `pos`: the oldest run
-        kept if it is older than that (then the latency reads low, never high).  Runs'
-        ends grow, so a binary search over the ring: a child far behind a backlog
-        crosses a run boundary often."""
+    def find(self, channel: int, pos: int, after: int = -1) -> tuple[int, int, float, int]:
+        """(start, end, stamp, number) of the run holding stream position `pos`: the
+        oldest run kept if it is older than that (then the latency reads low, never
+        high).  A reader moves forward through the runs, so the run after `after` (the
+        number of the run it had) is tried first: a master refilling a full channel
+        stamps a few signals per run.  Otherwise a binary search (runs' ends grow)."""
         n, base, ends = self.counts[channel], channel * RUNS, self.ends
         if not n:
-            return 0, 0, 0.0
-        lo, hi = max(0, n - RUNS), n - 1          # the first run whose end is past pos
+            return 0, 0, 0.0, -1
+        oldest = max(0, n - RUNS)
+        nxt = after + 1
+        if oldest < nxt < n and ends[base + after % RUNS] <= pos < ends[base + nxt % RUNS]:
+            at = base + nxt % RUNS
+            return ends[base + after % RUNS], ends[at], self.stamps[at], nxt
+        lo, hi = oldest, n - 1          # the first run whose end is past pos
         while lo < hi:
             mid = (lo + hi) // 2
             if ends[base + mid % RUNS] > pos:
                 hi = mid
             else:
                 lo = mid + 1
-        start = ends[base + (lo - 1) % RUNS] if lo > max(0, n - RUNS) else 0
-        return start, ends[base + lo % RUNS], self.stamps[base + lo % RUNS]
+        start = ends[base + (lo - 1) % RUNS] if lo > oldest else 0
+        return start, ends[base + lo % RUNS], self.stamps[base + lo % RUNS], lo
 
     def summary(self, slot: int, num: int) -> Summary:
         """One process's histogram for one signal."""

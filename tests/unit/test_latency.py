@@ -53,31 +53,33 @@ def test_a_position_finds_the_run_it_was_routed_in():
     lat.run(1, 5, 10.0)            # positions 0..4 routed at t=10
     lat.run(1, 6, 11.0)            # position 5 at t=11
     lat.run(1, 40, 12.0)           # 6..39 at t=12
-    assert lat.find(1, 0) == (0, 5, 10.0)
-    assert lat.find(1, 4) == (0, 5, 10.0)
-    assert lat.find(1, 5) == (5, 6, 11.0)
-    assert lat.find(1, 39) == (6, 40, 12.0)
-    assert lat.find(2, 0) == (0, 0, 0.0)       # another channel: nothing routed yet
+    assert lat.find(1, 0) == (0, 5, 10.0, 0)
+    assert lat.find(1, 4) == (0, 5, 10.0, 0)
+    assert lat.find(1, 5) == (5, 6, 11.0, 1)
+    assert lat.find(1, 39) == (6, 40, 12.0, 2)
+    assert lat.find(2, 0) == (0, 0, 0.0, -1)   # another channel: nothing routed yet
 
 
 @given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=60),
-       st.integers(min_value=0, max_value=3000))
-def test_the_search_finds_the_first_run_that_ends_past_a_position(sizes, pos):
+       st.integers(min_value=0, max_value=3000), st.integers(min_value=-1, max_value=70))
+def test_the_search_finds_the_first_run_that_ends_past_a_position(sizes, pos, after):
+    """Whatever run the reader had (`after`, the hint tried first), the answer is the
+    first run that ends past the position."""
     lat = Latency(slots=1, channels=1, signals=SIGNALS)
     end, runs = 0, []
     for i, size in enumerate(sizes):
         end += size
         lat.run(0, end, float(i + 1))
-        runs.append((end - size, end, float(i + 1)))
+        runs.append((end - size, end, float(i + 1), i))
     want = next((r for r in runs if r[1] > pos), runs[-1])
-    assert lat.find(0, pos) == want
+    assert lat.find(0, pos, after) == want
 
 
 def test_a_child_far_behind_reads_the_oldest_run_kept_so_its_latency_reads_low():
     lat = Latency(slots=2, channels=2, signals=SIGNALS)
     for i in range(RUNS + 10):
         lat.run(0, i + 1, float(i))
-    start, end, stamp = lat.find(0, 0)         # run 0 was overwritten
+    start, end, stamp, _ = lat.find(0, 0)      # run 0 was overwritten
     assert stamp == 10.0 and end == 11
 
 

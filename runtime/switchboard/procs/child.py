@@ -40,7 +40,7 @@ from switchboard.channels import (
 )
 from switchboard.context import Context
 from switchboard.errors import HandlerError
-from switchboard.latency import BUCKET_OF, FAST, MAX, ROW, bucket
+from switchboard.latency import BUCKET_OF, MAX, ROW, bucket
 from switchboard.procs.inbox import MessageInbox
 from switchboard.shared import (
     BUSY,
@@ -135,18 +135,24 @@ class Child(MessageInbox, Context):
         view = RecordView(self.shared, self.slot)     # self.record's fields, faster
         self._u8, self._i16, self._u64, self._f64 = view.u8, view.i16, view.u64, view.f64
         self._read_into = [view.u8[READ_BYTE:READ_BYTE + 1]]    # a group read lands here
-        # Raise-to-start latency (latency.py): our histograms, and the run of stamps the
-        # last signal of our own channel fell in (the next one nearly always does too).
+        # Raise-to-start latency (latency.py): our histogram row per signal, and the run of
+        # stamps the last signal of our own channel fell in (the next one nearly always
+        # does too), as ring positions + 1 (what self._source holds): lo < source <= hi.
         latency = self.shared.latency
-        self._find, self._hist = latency.find, latency.hist
-        self._hist_base = slot * latency.signals * ROW
-        self._run_lo, self._run_hi, self._run_at = 0, 0, 0.0
+        self._find = latency.find
+        base = slot * latency.signals * ROW
+        self._rows = [latency.hist[base + num * ROW:base + (num + 1) * ROW]
+                      for num in range(latency.signals)]
+        self._run_lo, self._run_hi, self._run_at, self._run_number = 0, 0, 0.0, -1
         self._maxes = [latency.summary(slot, num).max_us for num in range(latency.signals)]
-        # per group: [its channel, its members' words in shared.taken, the cached run]
-        rows = {i: self._taken[(i - slots) * slots:(i - slots + 1) * slots]
-                for _, i, _ in self._groups}
-        self._group_runs: dict[int, list[Any]] = {mine: [i, rows[i], 0, 0, 0.0]
-                                                  for _, i, mine in self._groups}
+        # per group: [its channel, its members' words in shared.taken, the cached run as
+        # bounds on the words' sum (see _group_run), its stamp, its number]
+        self._group_runs: dict[int, list[Any]] = {}
+        for _, i, mine in self._groups:
+            members = self.topology.members(self.topology.groups()[i - slots])
+            first = (i - slots) * slots
+            words = self._taken[first + min(members):first + max(members) + 1]
+            self._group_runs[mine] = [i, words, 0, 0, 0.0, -1]
         self._cache: dict[int, tuple[int, _Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
@@ -334,23 +340,28 @@ class Child(MessageInbox, Context):
             status, started, harakiri = u8[STATUS], f64[STARTED], f64[USER_HARAKIRI]
             now = time.monotonic()
             u8[STATUS], f64[STARTED] = BUSY, now
+            # -- latency recording (bench/latency_cost.py measures the run without it)
             if source > 0:
-                if not self._run_lo <= source - 1 < self._run_hi:
+                if not self._run_lo < source <= self._run_hi:
                     self._own_run(source - 1, now)
                 us = int((now - self._run_at) * 1e6)
             elif source:
                 run = self._group_runs[-source - 1]
-                pos = (sum(run[1]) + 1) // 2 - 1    # what the members took before it
-                if not run[2] <= pos < run[3]:
-                    self._group_run(run, pos, now)
+                taken = sum(run[1])     # twice what the members took, this one included
+                if not run[2] <= taken < run[3]:
+                    self._group_run(run, taken, now)
                 us = int((now - run[4]) * 1e6)
             else:
                 us = 0
             # never negative: the master stamps a run before a child can read from it
-            hist, at = self._hist, self._hist_base + num * ROW
-            hist[at + (BUCKET_OF[us] if us < FAST else bucket(us))] += 1
+            row = self._rows[num]
+            try:
+                row[BUCKET_OF[us]] += 1
+            except IndexError:
+                row[bucket(us)] += 1
             if us > self._maxes[num]:
-                self._maxes[num] = hist[at + MAX] = us
+                self._maxes[num] = row[MAX] = us
+            # -- end of latency recording
             try:
                 handler(num)
             except Exception as exc:
@@ -371,15 +382,21 @@ class Child(MessageInbox, Context):
 
     def _own_run(self, pos: int, now: float) -> None:
         """The run of stamps holding our own channel's position `pos` (latency.py)."""
-        lo, hi, at = self._find(self.slot, pos)
-        self._run_lo, self._run_hi, self._run_at = (lo, hi, at) if at else (pos, pos + 1, now)
+        lo, hi, at, number = self._find(self.slot, pos, self._run_number)
+        if not at:                  # no stamp (yet): the latency reads 0
+            lo, hi, at = pos, pos + 1, now
+        self._run_lo, self._run_hi, self._run_at, self._run_number = lo, hi, at, number
 
-    def _group_run(self, run: list[Any], pos: int, now: float) -> None:
-        """The run of stamps holding position `pos` of a group's stream (latency.py).
-        The position comes from the members' words in shared.taken (twice their takes,
-        plus one while reading): exact but for members reading at the same instant."""
-        lo, hi, at = self._find(run[0], pos)
-        run[2:] = (lo, hi, at) if at else (pos, pos + 1, now)
+    def _group_run(self, run: list[Any], taken: int, now: float) -> None:
+        """The run of stamps holding the signal just taken from a group (latency.py).
+        Its position comes from the members' words in shared.taken (twice their takes,
+        plus one while reading): exact but for members reading at the same instant.
+        The run is kept as the bounds on that sum which put a position in it."""
+        pos = (taken + 1) // 2 - 1
+        lo, hi, at, number = self._find(run[0], pos, run[5])
+        if not at:
+            lo, hi, at = pos, pos + 1, now
+        run[2:] = (2 * lo + 1, 2 * hi + 1, at, number)
 
     def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
         """No callable for `num` here: it ends a wait, goes back to the master, or drops."""
