@@ -118,8 +118,9 @@ def run(dsn: str, n: int, m: int, workers: int) -> dict[str, float]:
                 "raise_per_s": total / (last_raise - first),
                 "throughput_per_s": len(starts) / (max(starts) - first)}
     finally:
-        a.stop()
-        b.stop()
+        for proc in (a, b):
+            proc.stop()
+            proc.cleanup()
 
 
 def main() -> None:
