@@ -35,6 +35,10 @@ def join(config: ClusterConfig, state: ClusterState, timeout: float) -> None:
                            ) from None
     try:
         store.migrate()
+        if not store.hold_node(config.node):
+            raise ClusterError(f"[cluster] {config.name}: node '{config.node}' is already "
+                               f"running ({store.where(config.node)}); give this instance "
+                               "another 'node' name")
         store.join(config.node, socket.gethostname(), os.getpid())
         members = store.members(3 * config.heartbeat)
     except (psycopg.Error, SchemaError) as exc:

@@ -54,6 +54,7 @@ class Receiver:
         self._store: Store | None = None
         self._first = True
         self._beat_at = 0.0
+        self._held: bool | None = False   # the node's lock: None once told it is not
         self.outbox = Outbox(config, state, slot)
 
     # -- the main thread's side ----------------------------------------------------------
@@ -108,6 +109,8 @@ class Receiver:
         store = self._store = Store.connect(cfg.dsn, cfg.schema, cfg.name, 10.0)
         for node in (cfg.node, "*"):
             store.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(cfg.channel(node))))
+        self._held = False
+        self._hold(store)
         store.join(cfg.node, socket.gethostname(), os.getpid())
         self._beat_at = 0.0
         if self._first:
@@ -122,6 +125,21 @@ class Receiver:
         else:
             self._take_back(store)
         log.info("cluster %s: node %s joined", cfg.name, cfg.node)
+
+    def _hold(self, store: Store) -> None:
+        """Hold the lock that tells a second instance with this node name to stop at its
+        start (node.join).  A previous run's session may hold it a moment longer (its
+        process just died): then try again at each heartbeat."""
+        if store.hold_node(self.config.node):
+            if self._held is None:
+                log.info("cluster %s: node name %s held again", self.config.name,
+                         self.config.node)
+            self._held = True
+        elif self._held is False:
+            self._held = None
+            log.warning("cluster %s: another session holds node name %s (%s); trying again "
+                        "at each heartbeat", self.config.name, self.config.node,
+                        store.where(self.config.node))
 
     def _take_back(self, store: Store) -> None:
         """After a lost connection: what this run took is raised again unless the main
@@ -205,6 +223,8 @@ class Receiver:
     def _beat(self, store: Store) -> None:
         cfg = self.config
         self._beat_at = time.monotonic() + cfg.heartbeat
+        if not self._held:
+            self._hold(store)
         store.heartbeat(cfg.node)
         self.state.set_members(store.members(3 * cfg.heartbeat), connected=True)
         for node, num in store.expire_absent(cfg.ttl):

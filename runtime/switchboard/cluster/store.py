@@ -17,6 +17,7 @@ from psycopg import sql
 
 VERSION = 1
 _LOCK = 0x5B_C1_05_7E          # pg_advisory_xact_lock key for creating the schema
+_NODE = 0x5B_C1                # first key of the session lock a running node holds
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -60,7 +61,7 @@ class SchemaError(Exception):
 
 class Store:
     def __init__(self, conn: psycopg.Connection[Any], schema: str, cluster: str) -> None:
-        self.conn, self.cluster = conn, cluster
+        self.conn, self.cluster, self.schema = conn, cluster, schema
         self._s = sql.Identifier(schema)
 
     @classmethod
@@ -101,6 +102,19 @@ class Store:
                   "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (cluster, node) DO UPDATE "
                   "SET host = excluded.host, pid = excluded.pid, joined = now(), "
                   "heartbeat = now(), left_at = NULL", (self.cluster, node, host, pid))
+
+    def hold_node(self, node: str) -> bool:
+        """Take the session lock that says `node` runs; False if another live session
+        holds it (an instance with the same node name is running)."""
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                (_NODE, f"{self.schema}/{self.cluster}/{node}")).fetchone()
+        return bool(row and row[0])
+
+    def where(self, node: str) -> str:
+        """Where `node` last said it runs: "host H, pid P"."""
+        row = self._run("SELECT host, pid FROM {s}.nodes WHERE cluster = %s AND node = %s",
+                        (self.cluster, node)).fetchone()
+        return f"host {row[0]}, pid {row[1]}" if row else "unknown"
 
     def heartbeat(self, node: str) -> None:
         self._run("UPDATE {s}.nodes SET heartbeat = now(), left_at = NULL "
