@@ -365,6 +365,7 @@ class Master(Supervisor):
                 self.table.unregister(num)
                 self.ctx.local_handlers.pop(num, None)
         self.registry.drop_sources(old_sources)
+        config.cluster = node.on_reload(self.config.cluster, config.cluster)
         self.config = config
         api.opt = ini.uwsgi_opt(config)
         self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle
