@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import APPS, Proc, percentile  # noqa: E402
@@ -79,6 +81,14 @@ def raise_local(proc: Proc, num: int) -> None:
                     str(proc.dir / "control.sock")], check=True)
 
 
+def stats(proc: Proc) -> dict[str, Any]:
+    """The instance's stats document (its `cluster` section: sent, commits)."""
+    out = subprocess.run([sys.executable, "-m", "switchboard", "stats", "--json", "--control",
+                          str(proc.dir / "control.sock")], check=True, capture_output=True,
+                         text=True).stdout
+    return dict(json.loads(out))
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -111,15 +121,18 @@ def run(dsn: str, n: int, m: int, workers: int) -> dict[str, float]:
         starts = [float(t) for t in lines(b.dir / "started-81.txt")]
         spans = [float(t) for t in lines(a.dir / "stream.txt")]
         first, last_raise = min(spans[0::2]), max(spans[1::2])
+        sent = stats(a)["cluster"]
         return {"latency_p50_us": percentile(latency, 50),
                 "latency_p99_us": percentile(latency, 99),
                 "latency_max_us": max(latency), "lone_signals": len(latency),
                 "raised": total, "arrived": len(starts),
                 "raise_per_s": total / (last_raise - first),
-                "throughput_per_s": len(starts) / (max(starts) - first)}
+                "throughput_per_s": len(starts) / (max(starts) - first),
+                "raises_per_commit": sent["sent"] / max(1, sent["commits"])}
     finally:
-        a.stop()
-        b.stop()
+        for proc in (a, b):
+            proc.stop()
+            proc.cleanup()
 
 
 def main() -> None:
@@ -134,7 +147,8 @@ def main() -> None:
         result = run(dsn, args.n, args.m, args.workers)
     print("| Metric | Value |\n|---|---|")
     for key, value in result.items():
-        print(f"| {key} | {value:,.0f} |")
+        print(f"| {key} | {value:,.2f} |" if key == "raises_per_commit" else
+              f"| {key} | {value:,.0f} |")
     lost = result["raised"] - result["arrived"]
     print(f"\nlost: {max(0, lost):.0f}, twice: {max(0, -lost):.0f}")
 

@@ -18,7 +18,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchboard.errors import SwitchboardError
 
@@ -31,6 +31,8 @@ IDLE_TIMEOUT = 10.0
 Reply = dict[str, Any]
 # Returns a reply, or None to be asked again later (the signal's queue is full).
 Dispatch = Callable[[str], Reply | None]
+
+_Buffer = TypeVar("_Buffer", bytes, memoryview)     # an answer being sent (send_rest)
 
 
 class UnsafeFolder(SwitchboardError):
@@ -202,13 +204,7 @@ class ControlServer:
         self._selector.register(conn.sock, selectors.EVENT_WRITE, lambda m: self._write(conn))
 
     def _write(self, conn: _Conn) -> None:
-        try:
-            sent = conn.sock.send(conn.outbuf)
-        except BlockingIOError:
-            return
-        except OSError:
-            sent = len(conn.outbuf)
-        conn.outbuf = conn.outbuf[sent:]
+        conn.outbuf = send_rest(conn.sock, conn.outbuf)
         if not conn.outbuf:
             self._close(conn)
 
@@ -232,6 +228,18 @@ class ControlServer:
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def send_rest(sock: socket.socket, data: _Buffer) -> _Buffer:
+    """One non-blocking send of an answer (here and statserver.py); what is left of it:
+    all of it while the socket is full, nothing once the client is gone."""
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        return data
+    except OSError:
+        sent = len(data)
+    return data[sent:]
 
 
 def _bind(path: str) -> socket.socket:

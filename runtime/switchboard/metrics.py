@@ -185,7 +185,7 @@ def _cluster(doc: dict[str, Any]) -> Iterator[Metric]:
     if section is None:
         return
     for name in ("sent", "received", "expired", "uncertain", "fires_claimed",
-                 "fires_elsewhere", "send_failures"):
+                 "fires_elsewhere", "send_failures", "commits"):
         counter = CounterMetricFamily(f"switchboard_cluster_{name}",
                                       f"Cluster signals: {name.replace('_', ' ')}.")
         counter.add_metric([], section[name])

@@ -202,13 +202,7 @@ class StatsServer:
                                     lambda m, c=client: self._write(c))
 
     def _write(self, client: _Client) -> None:
-        try:
-            sent = client.sock.send(client.outbuf)
-        except BlockingIOError:
-            return
-        except OSError:
-            sent = len(client.outbuf)
-        client.outbuf = client.outbuf[sent:]
+        client.outbuf = control.send_rest(client.sock, client.outbuf)
         if not client.outbuf:
             self._close(client)
 

@@ -67,3 +67,15 @@ def test_unique_without_cluster_is_a_config_error(cli, tmp_path):
     res = cli("check", str(path))
     assert res.returncode == 2
     assert "[[timer]] #1: key 'unique': needs a [cluster] section" in res.stderr
+
+
+def test_a_second_instance_with_the_same_node_name_is_exit_2(make_node):
+    a = make_node("a", [{"num": 1, "handler": MARK}])
+    dup = make_node("a-again", start=False, cluster={"node": "a"})
+    dup.start(wait_ready=False)
+    assert dup.wait() == 2
+    assert "[cluster] " in dup.log and "node 'a' is already running (host " in dup.log
+    assert "give this instance another 'node' name" in dup.log
+    res = a.cli("signal", "1", "--node", "a", "--config", str(a.config_path))
+    assert res.returncode == 0, res.stderr          # the running one goes on
+    a.wait_results(1)

@@ -35,6 +35,10 @@ def join(config: ClusterConfig, state: ClusterState, timeout: float) -> None:
                            ) from None
     try:
         store.migrate()
+        if not store.hold_node(config.node):
+            raise ClusterError(f"[cluster] {config.name}: node '{config.node}' is already "
+                               f"running ({store.where(config.node)}); give this instance "
+                               "another 'node' name")
         store.join(config.node, socket.gethostname(), os.getpid())
         members = store.members(3 * config.heartbeat)
     except (psycopg.Error, SchemaError) as exc:
@@ -67,6 +71,17 @@ def leave(config: ClusterConfig) -> None:
         log.warning("cluster %s: could not say that node %s left (%s); it stops being a "
                     "member after 3 heartbeats", config.name, config.node,
                     " ".join(str(exc).split()))
+
+
+def on_reload(running: ClusterConfig | None, loaded: ClusterConfig | None
+              ) -> ClusterConfig | None:
+    """The `[cluster]` a reload keeps: the running one (its shared state, outbox and
+    membership were made at start); a changed one is logged and waits for a restart."""
+    if loaded != running:
+        now = "none" if running is None else f"cluster {running.name}, node {running.node}"
+        log.warning("reload: [cluster] changed in the config; it takes effect when the "
+                    "instance is restarted (running: %s)", now)
+    return running
 
 
 def _dsn_text(dsn: str) -> str:

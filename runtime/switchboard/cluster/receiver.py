@@ -26,6 +26,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from switchboard.cluster.outbox import Outbox
 from switchboard.cluster.settings import ClusterConfig
 from switchboard.cluster.state import ClusterState
 from switchboard.cluster.store import Store
@@ -36,6 +37,8 @@ log = logging.getLogger("switchboard.cluster")
 BATCH = 1000           # signals claimed at once, and most held in the hand-over queue
 _PAUSES = (0.2, 0.5, 1, 2, 5)
 _POLL = 1.0            # seconds: look for waiting signals even without a notification
+COALESCE = 0.001       # seconds between claims while signals stream in:
+STREAM = 4             # when a claim took this many or more
 
 
 class Receiver:
@@ -51,10 +54,13 @@ class Receiver:
         self._store: Store | None = None
         self._first = True
         self._beat_at = 0.0
+        self._held: bool | None = False   # the node's lock: None once told it is not
+        self.outbox = Outbox(config, state, slot)
 
     # -- the main thread's side ----------------------------------------------------------
 
     def start(self) -> None:
+        self.outbox.start()
         self.thread = threading.Thread(target=self._run, daemon=True, name="cluster")
         self.thread.start()
 
@@ -67,6 +73,7 @@ class Receiver:
     def stop(self) -> None:
         """Put back what was taken and not raised, then end the thread."""
         self._stop.set()
+        self.outbox.stop()
         self.thread.join(5.0)
 
     # -- the thread ----------------------------------------------------------------------
@@ -102,6 +109,8 @@ class Receiver:
         store = self._store = Store.connect(cfg.dsn, cfg.schema, cfg.name, 10.0)
         for node in (cfg.node, "*"):
             store.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(cfg.channel(node))))
+        self._held = False
+        self._hold(store)
         store.join(cfg.node, socket.gethostname(), os.getpid())
         self._beat_at = 0.0
         if self._first:
@@ -117,6 +126,21 @@ class Receiver:
             self._take_back(store)
         log.info("cluster %s: node %s joined", cfg.name, cfg.node)
 
+    def _hold(self, store: Store) -> None:
+        """Hold the lock that tells a second instance with this node name to stop at its
+        start (node.join).  A previous run's session may hold it a moment longer (its
+        process just died): then try again at each heartbeat."""
+        if store.hold_node(self.config.node):
+            if self._held is None:
+                log.info("cluster %s: node name %s held again", self.config.name,
+                         self.config.node)
+            self._held = True
+        elif self._held is False:
+            self._held = None
+            log.warning("cluster %s: another session holds node name %s (%s); trying again "
+                        "at each heartbeat", self.config.name, self.config.node,
+                        store.where(self.config.node))
+
     def _take_back(self, store: Store) -> None:
         """After a lost connection: what this run took is raised again unless the main
         thread has it (in the inbox, or raised and waiting in `done` for its ack)."""
@@ -130,7 +154,7 @@ class Receiver:
         store = self._store
         assert store is not None
         self._apply_changes()
-        full = False
+        full = busy = False
         room = BATCH - len(self.inbox)
         if room > 0:
             acked = self._drain_done()
@@ -141,13 +165,15 @@ class Receiver:
                 self.done.extendleft(reversed(acked))   # acked after reconnecting
                 raise
             self._hand_over(store, rows)
-            full = len(rows) == room
+            full, busy = len(rows) == room, len(rows) >= STREAM
         else:
             self._ack(store)
         now = time.time()
         self._fire_unique(store, now)
         if time.monotonic() >= self._beat_at:
             self._beat(store)
+        if busy and not full:          # a stream: let the next claim take a bigger batch
+            self._stop.wait(COALESCE)
         self._wait(store, 0.001 if full or len(self.inbox) >= BATCH else self._timeout(now))
 
     def _hand_over(self, store: Store, rows: list[tuple[int, int, bool]]) -> None:
@@ -197,6 +223,8 @@ class Receiver:
     def _beat(self, store: Store) -> None:
         cfg = self.config
         self._beat_at = time.monotonic() + cfg.heartbeat
+        if not self._held:
+            self._hold(store)
         store.heartbeat(cfg.node)
         self.state.set_members(store.members(3 * cfg.heartbeat), connected=True)
         for node, num in store.expire_absent(cfg.ttl):

@@ -12,7 +12,7 @@ from switchboard.errors import ConfigError
 from switchboard.sources.pgnotify import check_dsn
 
 KEYS = ("dsn", "name", "node", "heartbeat", "ttl", "schema")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,60}")
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,60}")
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 
 
@@ -58,7 +58,7 @@ def parse(path: str, raw: Any) -> ClusterConfig:
 
 
 def _name(path: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise ConfigError(path, f"{value!r} is not a valid {key} (1-60 letters, digits, "
                           "'_', '.' or '-')", "[cluster]", key)
     return value

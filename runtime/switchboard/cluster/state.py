@@ -12,10 +12,11 @@ import json
 import mmap
 import struct
 import time
+import uuid
 from typing import Any
 
 COUNTERS = ("sent", "received", "expired", "uncertain", "fires_claimed", "fires_elsewhere",
-            "send_failures")
+            "send_failures", "commits")
 _ROW = 8 * len(COUNTERS)
 _MEMBERS = 64 * 1024            # bytes for the member list (JSON); ~1,000 members
 _HEAD = struct.Struct("QI")     # sequence number, length
@@ -25,13 +26,25 @@ class ClusterState:
     def __init__(self, slots: int, name: str, node: str) -> None:
         self.name, self.node = name, node
         self._base = slots * _ROW
-        self.mem = mmap.mmap(-1, self._base + _HEAD.size + _MEMBERS)
+        stamps = self._base + _HEAD.size + _MEMBERS
+        self.mem = mmap.mmap(-1, stamps + 8 * slots)
         self.rows = memoryview(self.mem)[:self._base].cast("Q")
+        self.raised_at = memoryview(self.mem)[stamps:].cast("d")   # monotonic, per slot
         self.connected = True       # in the helper: whether PostgreSQL answers now
+        self.outbox = f"\0switchboard-cluster-{uuid.uuid4().hex}"   # cluster/outbox.py
 
     def count(self, slot: int, name: str, n: int = 1) -> None:
         """Add `n` to this process's counter `name` (only `slot`'s process calls this)."""
         self.rows[slot * len(COUNTERS) + COUNTERS.index(name)] += n
+
+    def others_raising(self, slot: int, now: float, window: float) -> bool:
+        """Stamp this process's remote raise; whether another process of this instance
+        made one within `window` seconds (then they share the outbox's commits)."""
+        stamps = self.raised_at
+        stamps[slot] = 0.0
+        busy = max(stamps) > now - window
+        stamps[slot] = now
+        return busy
 
     def totals(self) -> dict[str, int]:
         """Each counter summed over every process."""

@@ -2,20 +2,22 @@
 
 Like APScheduler's data stores, a small interface with PostgreSQL behind it.  Each
 method is one autocommit statement (one round trip, one transaction), so a method
-that returned has committed.  The schema is versioned; nodes that start together
-create it under an advisory lock.
+that returned has committed; remote raises are stored in batches (`send_batch`).
+The schema is versioned; nodes that start together create it under an advisory lock.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
 
 VERSION = 1
 _LOCK = 0x5B_C1_05_7E          # pg_advisory_xact_lock key for creating the schema
+_NODE = 0x5B_C1                # first key of the session lock a running node holds
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -37,13 +39,29 @@ CREATE TABLE IF NOT EXISTS {s}.fires (
 """
 
 
+class Raise(NamedTuple):
+    """One remote raise: `num` for `node` (or "*"), woken through `channel`."""
+    num: int
+    node: str
+    sender: str
+    key: uuid.UUID
+    channel: str
+
+
+def _array(items: Iterable[object]) -> str:
+    """A PostgreSQL array literal of plain words: node names (checked by settings.py),
+    "*", numbers, uuids and channel names need no quoting.  Much cheaper to send than
+    a list psycopg adapts element by element."""
+    return "{" + ",".join(map(str, items)) + "}"
+
+
 class SchemaError(Exception):
     """The schema in PostgreSQL is one this version cannot use."""
 
 
 class Store:
     def __init__(self, conn: psycopg.Connection[Any], schema: str, cluster: str) -> None:
-        self.conn, self.cluster = conn, cluster
+        self.conn, self.cluster, self.schema = conn, cluster, schema
         self._s = sql.Identifier(schema)
 
     @classmethod
@@ -85,6 +103,19 @@ class Store:
                   "SET host = excluded.host, pid = excluded.pid, joined = now(), "
                   "heartbeat = now(), left_at = NULL", (self.cluster, node, host, pid))
 
+    def hold_node(self, node: str) -> bool:
+        """Take the session lock that says `node` runs; False if another live session
+        holds it (an instance with the same node name is running)."""
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                (_NODE, f"{self.schema}/{self.cluster}/{node}")).fetchone()
+        return bool(row and row[0])
+
+    def where(self, node: str) -> str:
+        """Where `node` last said it runs: "host H, pid P"."""
+        row = self._run("SELECT host, pid FROM {s}.nodes WHERE cluster = %s AND node = %s",
+                        (self.cluster, node)).fetchone()
+        return f"host {row[0]}, pid {row[1]}" if row else "unknown"
+
     def heartbeat(self, node: str) -> None:
         self._run("UPDATE {s}.nodes SET heartbeat = now(), left_at = NULL "
                   "WHERE cluster = %s AND node = %s", (self.cluster, node))
@@ -103,41 +134,42 @@ class Store:
 
     # -- signals ------------------------------------------------------------------------
 
-    def send(self, num: int, node: str, sender: str, key: uuid.UUID, channel: str) -> bool:
-        """Store `num` for `node` and wake it; False if no such node ever joined.
+    def send_batch(self, raises: list[Raise], silence: float) -> list[int]:
+        """Store many raises and wake their nodes in one transaction (a group commit);
+        for each raise, how many nodes it will run on (0: no such node ever joined).
 
-        Idempotent per `key`: a retry after a lost reply adds nothing."""
-        row = self._run(
-            "WITH known AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND node = %s), "
+        A raise for "*" goes to every member heard within `silence` s.  Rows are
+        inserted in the order given, so a raiser's signals keep their order."""
+        wakes = sorted({(r.channel, r.node) for r in raises})
+        rows = self._run(
+            "WITH known AS (SELECT node, left_at IS NULL AND heartbeat > now() - "
+            "make_interval(secs => %s) AS live FROM {s}.nodes WHERE cluster = %s), "
             "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
-            "SELECT %s, node, %s, %s, %s FROM known ON CONFLICT DO NOTHING) "
-            "SELECT count(*), pg_notify(%s, %s) FROM known",
-            (self.cluster, node, self.cluster, num, sender, key, channel, node)).fetchone()
-        return bool(row and row[0])
-
-    def send_all(self, num: int, sender: str, key: uuid.UUID, silence: float,
-                 channel: str) -> int:
-        """Store `num` for every member and wake them; how many members."""
-        row = self._run(
-            "WITH live AS (SELECT node FROM {s}.nodes WHERE cluster = %s AND left_at IS NULL "
-            "AND heartbeat > now() - make_interval(secs => %s)), "
-            "ins AS (INSERT INTO {s}.signals (cluster, node, num, sender, key) "
-            "SELECT %s, node, %s, %s, %s FROM live ON CONFLICT DO NOTHING) "
-            "SELECT count(*), pg_notify(%s, '*') FROM live",
-            (self.cluster, silence, self.cluster, num, sender, key, channel)).fetchone()
-        return int(row[0]) if row else 0
+            "SELECT %s, k.node, r.num, r.sender, r.key FROM unnest(%s::text[], "
+            "%s::smallint[], %s::text[], %s::uuid[]) WITH ORDINALITY AS r(node, num, sender, "
+            "key, ord) JOIN known k ON k.node = r.node OR (r.node = '*' AND k.live) "
+            "ORDER BY r.ord, k.node ON CONFLICT DO NOTHING) "
+            "SELECT node, live, (SELECT count(pg_notify(c, p)) FROM unnest(%s::text[], "
+            "%s::text[]) AS w(c, p)) FROM known",
+            (silence, self.cluster, self.cluster, _array(r.node for r in raises),
+             _array(r.num for r in raises), _array(r.sender for r in raises),
+             _array(r.key for r in raises), _array(c for c, _ in wakes),
+             _array(n for _, n in wakes))).fetchall()
+        known = {row[0] for row in rows}
+        live = sum(1 for row in rows if row[1])
+        return [live if r.node == "*" else int(r.node in known) for r in raises]
 
     def claim(self, node: str, token: uuid.UUID, limit: int, ttl: float,
               acked: list[int]) -> list[tuple[int, int, bool]]:
         """Delete the `acked` rows and mark up to `limit` waiting signals for `node` as
         taken by `token`, in one transaction; (id, num, expired) in the order raised."""
         rows = self._run(
-            "WITH acked AS (DELETE FROM {s}.signals WHERE id = ANY(%s)) "
+            "WITH acked AS (DELETE FROM {s}.signals WHERE id = ANY(%s::bigint[])) "
             "UPDATE {s}.signals SET taken_by = %s WHERE id IN (SELECT id FROM {s}.signals "
             "WHERE cluster = %s AND node = %s AND taken_by IS NULL ORDER BY id LIMIT %s "
             "FOR UPDATE SKIP LOCKED) "
             "RETURNING id, num, raised < now() - make_interval(secs => %s)",
-            (acked, token, self.cluster, node, limit, ttl)).fetchall()
+            (_array(acked), token, self.cluster, node, limit, ttl)).fetchall()
         return sorted((r[0], r[1], r[2]) for r in rows)
 
     def taken(self, token: uuid.UUID) -> list[tuple[int, int, bool]]:
@@ -148,7 +180,7 @@ class Store:
 
     def ack(self, ids: list[int]) -> None:
         """Forget signals the local master holds now."""
-        self._run("DELETE FROM {s}.signals WHERE id = ANY(%s)", (ids,))
+        self._run("DELETE FROM {s}.signals WHERE id = ANY(%s::bigint[])", (_array(ids),))
 
     def release(self, token: uuid.UUID) -> int:
         """Put back what `token` took and did not raise (a graceful stop)."""

@@ -12,37 +12,24 @@ a child killed in between does not lose it (windows.py).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
-import json
 import logging
 import os
-import runpy
 import select
 import signal as unix
 import socket
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from switchboard import api, binding, hosts
 from switchboard.alarm import Alarm
-from switchboard.channels import (
-    RAISE,
-    READY,
-    REROUTE,
-    WAIT_ANY,
-    WAIT_END,
-    WAIT_NUM,
-    message,
-    record,
-)
 from switchboard.context import Context
 from switchboard.direct import DirectWriter
-from switchboard.errors import HandlerError
 from switchboard.latency import BUCKET_OF, MAX, ROW, bucket
+from switchboard.procs.boot import NEVER, Boot
+from switchboard.procs.handlers import Handlers, Resolved
 from switchboard.procs.inbox import MessageInbox
+from switchboard.procs.sending import ToMaster
+from switchboard.procs.waiting import ANY, Waiting
 from switchboard.shared import (
     BUSY,
     BUSY_TIME,
@@ -50,7 +37,6 @@ from switchboard.shared import (
     FAILED,
     FILLING,
     HANDLED,
-    IDLE,
     LAST_ACTIVE,
     LAST_RECEIVED,
     MARKS,
@@ -66,26 +52,14 @@ from switchboard.shared import (
     STARTED,
     STATUS,
     USER_HARAKIRI,
-    WAITING,
     ProcRecord,
     RecordView,
 )
-from switchboard.table import HandlerKind
-from switchboard.targets import MASTER_SLOT, Role
 
 log = logging.getLogger("switchboard.child")
 
-BOOT_ERROR = 3          # exit status: the child could not boot; the master stops
-ANY = -1                # a wait for any signal
-NEVER = -2              # the top-level loop: no signal ends it
 _BACKGROUND = -3        # from _wait(): background work is due
 _AGAIN = -4             # ... or a channel may have something: read again
-_UNREGISTERED = None
-_FOREIGN = "foreign"    # registered as a callable that lives in another process
-_LOST = "lost"          # registered, but this process cannot produce the callable
-
-_Resolved = Callable[[int], Any] | str | None
-_RAISE_RECORDS = [record(RAISE, num) for num in range(256)]
 
 
 class Background(Protocol):
@@ -100,7 +74,7 @@ class Background(Protocol):
     def stop(self) -> None: ...
 
 
-class Child(MessageInbox, Context):
+class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
     """The Context of a worker, mule or spooler."""
 
     sock: socket.socket
@@ -161,7 +135,7 @@ class Child(MessageInbox, Context):
             first = (i - slots) * slots
             words = self._taken[first + min(members):first + max(members) + 1]
             self._group_runs[mine] = [i, words, 0, 0, 0.0, -1]
-        self._cache: dict[int, tuple[int, _Resolved, str]] = {}
+        self._cache: dict[int, tuple[int, Resolved, str]] = {}
         self._generations = self.table.entry_generations
         self._waits: list[int] = []
         self._msg_fds: set[int] = set()             # message queues the poll watches
@@ -185,73 +159,6 @@ class Child(MessageInbox, Context):
             raise SystemExit(0)
 
     # -- the loop ---------------------------------------------------------------------
-
-    def run(self) -> int:
-        """Boot (postfork hooks) and serve; the exit status."""
-        try:
-            programs = binding.run_postfork_hooks()
-        except Exception:
-            log.exception("%s: a postfork function failed; cannot boot", self._name())
-            return BOOT_ERROR
-        try:
-            if self.background is not None:
-                self.background.start()     # watches placed before we say we are ready
-        except Exception:
-            log.exception("%s: could not start; cannot boot", self._name())
-            return BOOT_ERROR
-        self.record.status = IDLE
-        self.record.last_active = time.monotonic()
-        if self.program is not None:
-            programs.append(self.program)
-        if self.role is Role.MULE and not programs and api.mule_msg_hook:
-            self._inbox = self.queues.receivers(self.ident, self.topology)
-            self._watch(self._inbox)
-        self._send(record(READY))
-        try:
-            if self.script:
-                return self._run_script(self.script)
-            for program in programs:
-                self._run_program(program)
-            self._serve(NEVER, None)
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        finally:
-            if self.background is not None:
-                self.background.stop()
-        return 0
-
-    def _run_script(self, path: str) -> int:
-        """`pyrun`: run the script as __main__; its exit status ends the instance."""
-        self._in_program = True
-        sys.argv = [path]               # as `python script.py`; uWSGI's is not the script's
-        try:
-            runpy.run_path(path, run_name="__main__")
-        except SystemExit as exc:
-            code = exc.code
-            if code is None or isinstance(code, int):
-                return code or 0
-            print(code, file=sys.stderr)
-            return 1
-        except Exception:
-            log.exception("%s: pyrun script %s failed", self._name(), path)
-            return 1
-        finally:
-            self._in_program = False
-        return 0
-
-    def _run_program(self, program: Callable[..., Any]) -> None:
-        """A mule's program: signals are handled only inside its signal_wait() calls."""
-        self._in_program = True
-        try:
-            program()
-        except Exception:
-            log.exception("%s: its program failed; it carries on as a signal-only mule",
-                          self._name())
-        else:
-            log.info("%s: its program returned; it carries on as a signal-only mule",
-                     self._name())
-        finally:
-            self._in_program = False
 
     def _serve(self, want: int, deadline: float | None) -> int | None:
         """Run signals until one satisfies `want`; None when `deadline` passes."""
@@ -406,120 +313,6 @@ class Child(MessageInbox, Context):
             lo, hi, at = pos, pos + 1, now
         run[2:] = (2 * lo + 1, 2 * hi + 1, at, number)
 
-    def _cannot_run(self, num: int, want: int, handler: _Resolved, ref: str) -> bool:
-        """No callable for `num` here: it ends a wait, goes back to the master, or drops."""
-        satisfies = want in (ANY, num)
-        if handler is _UNREGISTERED and satisfies:
-            return True
-        if handler is _UNREGISTERED or handler is _FOREIGN:
-            self._send(record(REROUTE, num))     # the master routes it again
-            return False
-        self.record.no_handler[num] += 1
-        log.error("signal %d: dropped (no-handler): %s cannot run %s here",
-                  num, self._name(), ref)
-        return satisfies
-
-    def _failed(self, num: int, ref: str, exc: Exception) -> None:
-        """Count and log a handler's failure (called from its except clause)."""
-        self._u64[FAILED + num] += 1
-        text = str(exc) if isinstance(exc, HandlerError) else hosts.error_text(exc)
-        log.error("signal %d: handler %s failed in %s: %s", num, ref, self._name(), text)
-
-    def _handler(self, num: int) -> tuple[int, _Resolved, str]:
-        """(generation, what to run, its reference), resolved and cached: _dispatch()
-        calls this when its cache has nothing for `num`'s current generation."""
-        gen = self._generations[num]    # before get(): a change after it shows
-        entry = self.table.get(num)
-        cached: tuple[int, _Resolved, str]
-        if entry is None:
-            cached = (gen, _UNREGISTERED, "")
-        else:
-            cached = (entry.gen, self._resolve(entry.kind, entry.owner, num, entry.gen,
-                                               entry.ref), entry.ref)
-        self._cache[num] = cached
-        return cached
-
-    def _resolve(self, kind: HandlerKind, owner: int, num: int, gen: int,
-                 ref: str) -> _Resolved:
-        if kind is HandlerKind.REFERENCE:
-            try:
-                return hosts.fastest(hosts.resolve(ref))
-            except ValueError as exc:
-                log.error("signal %d: %s", num, exc)
-                return _LOST
-        if owner not in (self.slot, MASTER_SLOT):
-            return _FOREIGN
-        local = self.local_handlers.get(num)
-        return hosts.fastest(local[1]) if local is not None and local[0] == gen else _LOST
-
-    # -- what the API calls -----------------------------------------------------------
-
-    def raise_signal(self, num: int) -> None:
-        """Straight into the target's channel when that keeps every guarantee (direct.py),
-        through the master otherwise."""
-        if not self.direct.write(num):
-            self._send(_RAISE_RECORDS[num], num)
-
-    def send_message(self, payload: dict[str, Any]) -> None:
-        """Tell the master something bigger than a signal (a new timer, ...)."""
-        self._send(message(json.dumps(payload).encode()))
-
-    def add_source(self, spec: dict[str, Any]) -> None:
-        self.send_message(spec)
-
-    def wait(self, num: int | None, timeout: float | None) -> int | None:
-        want = ANY if num is None else num
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._waits.append(want)
-        self._send_wait(want)
-        rec = self.record
-        saved, began = rec.status, time.monotonic()
-        rec.status = WAITING
-        try:
-            return self._serve(want, deadline)
-        finally:
-            # Time spent waiting is not time the handler ran: harakiri must not count it.
-            rec.status, rec.started = saved, rec.started + (time.monotonic() - began)
-            self._waits.pop()
-            self._send_wait(self._waits[-1] if self._waits else None)
-
-    async def wait_async(self, num: int | None, timeout: float | None) -> int | None:
-        """wait() on an asyncio loop: the channels become readers of the loop."""
-        import asyncio  # here: only asyncio code pays for importing it
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
-        want = ANY if num is None else num
-
-        def readable() -> None:
-            self._readable[:] = [True] * len(self._fds)
-            while not done.done():
-                received = self._read_now()
-                if received is None:
-                    return
-                try:
-                    if self._dispatch(received, want):
-                        done.set_result(received)
-                except BaseException as exc:      # the stop: end the wait with it
-                    done.set_exception(exc)
-
-        self._waits.append(want)
-        self._send_wait(want)
-        rec = self.record
-        saved, began = rec.status, time.monotonic()
-        rec.status = WAITING
-        for fd in self._fds:
-            loop.add_reader(fd, readable)
-        try:
-            return await asyncio.wait_for(done, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            for fd in self._fds:
-                loop.remove_reader(fd)
-            rec.status, rec.started = saved, rec.started + (time.monotonic() - began)
-            self._waits.pop()
-            self._send_wait(self._waits[-1] if self._waits else None)
-
     def _read_now(self) -> int | None:
         """A signal if one is there now (our own channel first), without blocking.
 
@@ -596,68 +389,6 @@ class Child(MessageInbox, Context):
     def set_user_harakiri(self, seconds: float) -> None:
         self.record.user_harakiri = time.monotonic() + seconds if seconds else 0.0
 
-    def _send_wait(self, want: int | None) -> None:
-        if want is None:
-            self._send(record(WAIT_END))
-        elif want == ANY:
-            self._send(record(WAIT_ANY))
-        else:
-            self._send(record(WAIT_NUM, want))
-
-    def _send(self, data: bytes, num: int | None = None) -> None:
-        """Write a record to the master, waiting up to signal-timeout while it is full."""
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        self.direct.sent += sent
-        if sent < len(data):                # the usual case is one system call, done
-            self._send_rest(data, sent, num)
-
-    def _send_rest(self, data: bytes, sent: int, num: int | None) -> None:
-        deadline = time.monotonic() + self.signal_timeout
-        view = memoryview(data)[sent:]
-        while view:
-            try:
-                sent = self.sock.send(view)
-                self.direct.sent += sent
-                view = view[sent:]
-                continue
-            except BlockingIOError:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0 and len(view) == len(data):
-                what = f"signal {num}" if num is not None else "a message"
-                raise OSError(errno.ETIMEDOUT,
-                              f"{what} not accepted by the master within "
-                              f"{self.signal_timeout:g} s (signal-timeout): its queue is full")
-            select.select([], [self.sock], [], max(left, 0.05))
 
     def _name(self) -> str:
         return f"{self.role.value} {self.ident}"
-
-
-def become_child(child: Child, sock: socket.socket, groups: list[tuple[socket.socket, int]],
-                 drained_fd: int, signal_timeout: float,
-                 direct: dict[int, tuple[socket.socket, socket.socket]],
-                 signal_queue: int) -> int:
-    """Run in the forked process once the master's descriptors are closed."""
-    _die_with_parent(child.masterpid)
-    child.shared.after_fork()
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            # whole lines in one write: children share the master's stdout and stderr
-            stream.reconfigure(line_buffering=True, write_through=False)
-    unix.signal(unix.SIGINT, unix.SIG_IGN)      # the master turns Ctrl-C into SIGTERM
-    unix.signal(unix.SIGHUP, unix.SIG_IGN)
-    child.setup(sock, groups, drained_fd, signal_timeout, direct, signal_queue)
-    binding.install(child)
-    return child.run()
-
-
-def _die_with_parent(masterpid: int) -> None:
-    """Ask the kernel to SIGKILL us when the master dies, even by kill -9."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, unix.SIGKILL)        # PR_SET_PDEATHSIG
-    if os.getppid() != masterpid:
-        os._exit(1)

@@ -14,7 +14,8 @@ import setproctitle
 
 from switchboard import control, logs
 from switchboard.cluster import node
-from switchboard.procs.child import Child, become_child
+from switchboard.procs.boot import become_child
+from switchboard.procs.child import Child
 from switchboard.procs.spooler import SpoolerWork
 from switchboard.sources.pgnotify import Listener
 from switchboard.targets import Role
