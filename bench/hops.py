@@ -42,12 +42,13 @@ def main() -> None:
     finally:
         inst.stop()
     inst.cleanup()
-    print("| hop | p50 µs | p90 µs |\n| --- | ---: | ---: |")
-    for name, p50, p90 in hops:
-        print(f"| {name} | {p50} | {p90} |")
-    p50, p90, kept, skipped = total.split("|")
-    print(f"| total (raise -> handler start) | {p50} | {p90} |")
-    print(f"\n{kept} signals ({skipped} left out: a stamp came from another wake-up)")
+    print("| path | hop | p50 µs | p90 µs |\n| --- | --- | ---: | ---: |")
+    for path, name, p50, p90 in hops:
+        print(f"| {path} | {name} | {p50} | {p90} |")
+    p50, p90, direct, master, skipped = total.split("|")
+    print(f"| both | total (raise -> handler start) | {p50} | {p90} |")
+    print(f"\n{direct} signals straight in, {master} through the master "
+          f"({skipped} left out: a stamp came from another wake-up)")
 
 
 if __name__ == "__main__":
