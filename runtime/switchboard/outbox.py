@@ -112,9 +112,10 @@ class Outbox:
         the lock."""
         self.closed[self.index] = 1 if self.buf or self.holds else 0
 
-    def flush_direct(self, run: Callable[[int, int, float], None], stamp: float) -> None:
-        """flush() for a channel raisers write, under its lock: stamp what is queued,
-        write it, and open the channel again once nothing is left here."""
+    def send_queued(self, run: Callable[[int, int, float], None], stamp: float) -> None:
+        """Stamp what is queued (latency.py: before a child can read it), write what the
+        socket takes, and open the channel to raisers again once nothing is left here;
+        under the channel's lock."""
         with self.locked():
             if self.shared is not None and self.shared.writing[self.index]:
                 return      # a raiser died writing it: wait for the recount (recount.py)

@@ -207,17 +207,8 @@ class Relay:
         run, stamp = self.latency.run, self.stamp
         for link in self.links:
             box = link.outbox
-            if box.direct:      # raisers write it too: stamp and write under its lock
-                if box.buf and not box.cheap:       # a cheaped worker's signals wait here
-                    box.flush_direct(run, stamp)
-            else:
-                # Stamp what was queued since the last flush, before a child can read it.
-                end = box.flushed + len(box.buf)
-                if end != box.stamped:
-                    run(box.index, end, stamp)
-                    box.stamped = end
-                if box.buf and not box.cheap:       # a cheaped worker's signals wait here
-                    box.flush()
+            if box.buf and not box.cheap:       # a cheaped worker's signals wait here
+                box.send_queued(run, stamp)
             if link.mask == READ and not link.blocked and not box.buf:
                 continue                        # the usual case: nothing to change
             mask = (0 if link.blocked else READ) | (WRITE if box.buf and not box.cheap else 0)
@@ -225,16 +216,8 @@ class Relay:
                 self._interest(link.sock, link.mask, mask, lambda m, k=link: self._on_link(k, m))
                 link.mask = mask
         for box in self.router.groups.values():
-            if box.direct:
-                if box.buf:
-                    box.flush_direct(run, stamp)
-            else:
-                end = box.flushed + len(box.buf)
-                if end != box.stamped:
-                    run(box.index, end, stamp)
-                    box.stamped = end
-                if box.buf:
-                    box.flush()
+            if box.buf:
+                box.send_queued(run, stamp)
             want = WRITE if box.buf else 0
             mask = self._group_masks.get(box.name, 0)
             if want != mask:
