@@ -149,16 +149,18 @@ def test_a_raisers_signals_keep_their_order_across_both_paths(make_instance, wai
         program = "python:order:program"
         """) + signals)
     inst.start()
-    sent = [int(n) for n in inst.wait_results(1, timeout=60,
-                                              where=lambda r: r[0] == "sent")[-1][1:]]
+    nums = [str(n) for n in (60, 61, 62, 63, 70, 71, 72, 73)]
+    inst.wait_results(1, timeout=60, where=lambda r: r[0] == "sent")
+    # Read the results once every raise has run: no handler is writing to them then.
+    sig = inst.stats_when(lambda s: all(s["signals"][n]["handled"] == s["signals"][n]["raised"]
+                                        for n in nums), timeout=30)["signals"]
+    results = inst.results()
+    sent = [int(n) for n in next(r for r in results if r[0] == "sent")[1:]]
+    assert len(sent) == sum(sig[n]["raised"] for n in nums)
     for lo, who in ((60, "2"), (70, "w")):
-        def ours(r, lo=lo):
-            return r[0] == "ran" and lo <= int(r[1]) < lo + 10
-        mine = [n for n in sent if lo <= n < lo + 10]
-        lines = [r for r in inst.wait_results(len(mine), timeout=30, where=ours) if ours(r)]
-        assert {r[2] for r in lines} == {who}
-        assert [int(r[1]) for r in lines] == mine
-    sig = inst.socket_stats()["signals"]
+        ran = [r for r in results if r[0] == "ran" and lo <= int(r[1]) < lo + 10]
+        assert {r[2] for r in ran} == {who}
+        assert [int(r[1]) for r in ran] == [n for n in sent if lo <= n < lo + 10]
     for lo in (60, 70):
         nums = [str(n) for n in range(lo, lo + 4)]
         direct = sum(sig[n]["direct"] for n in nums)
@@ -181,7 +183,7 @@ def test_kills_in_the_middle_of_direct_writes_lose_and_double_nothing(
     # Paced so that the targets keep up: a channel that stays short is written
     # straight to (a backlog goes through the master).
     _config(inst, workers=2, mules=4, raisers=raisers, signals=signals,
-            handler_s=0.0005 if kill == "targets" else 0, burst=6, pause_s=0.004)
+            handler_s=0.0005 if kill == "targets" else 0, burst=4, pause_s=0.01)
     inst.start()
     wait_for(lambda: all(inst.socket_stats()["signals"][str(n)]["handled"] > 50
                          for n in signals), 20, message=lambda: inst.log[-4000:])
