@@ -92,13 +92,11 @@ class ReadWindows:
     def _unaccounted(self, group: Target) -> int | None:
         """Reads from the group's channel by no live member's window, or None if a live
         member is between a read and its mark (or took one while we looked)."""
-        row, taken = self._row(group), self.shared.taken
-        members = [row + m for m in self.topology.members(group)]
-        before = [taken[at] for at in members]
+        before = self._words(group)
         box = self.router.groups[group]
         with box.locked():              # what raisers wrote and the kernel holds, together
             consumed = box.consumed()
-        if [taken[at] for at in members] != before or any(t % 2 for t in before):
+        if self._words(group) != before or any(t % 2 for t in before):
             return None
         return consumed - sum(before) // 2 - self.settled.get(group, 0)
 
@@ -108,12 +106,15 @@ class ReadWindows:
         and its mark, or a dead member's read is not settled yet."""
         if any(w.group == group for w in self.open):
             return None
-        row, taken = self._row(group), self.shared.taken
-        members = [row + m for m in self.topology.members(group)]
-        words = [taken[at] for at in members]
+        words = self._words(group)
         if any(t % 2 for t in words):
             return None
         return sum(words) // 2 + self.settled.get(group, 0)
+
+    def _words(self, group: Target) -> list[int]:
+        """The group's members' words in shared.taken, now."""
+        row, taken = self._row(group), self.shared.taken
+        return [taken[row + m] for m in self.topology.members(group)]
 
     def _row(self, group: Target) -> int:
         return (self.flag_of[group] - self.topology.slots) * self.topology.slots
