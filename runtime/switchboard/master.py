@@ -24,7 +24,7 @@ from switchboard import api, binding, control, decorators, ini, loader, stats, s
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
-from switchboard.cluster import node
+from switchboard.cluster import node, release
 from switchboard.cluster.state import ClusterState
 from switchboard.config import Config
 from switchboard.context import Context
@@ -184,12 +184,22 @@ class Master(Supervisor):
             self.relay.count_stopped(self.channels)
             self.control.close()
             if self.config.cluster is not None:
+                release.release(self.config.cluster, self._unrun_fires())
                 node.leave(self.config.cluster)
             if self.stats_server is not None:
                 self.stats_server.close()
             self.lifecycle.stopped()
         log.info("stopped (exit status %d)", self.exit_code)
         return self.exit_code
+
+    def _unrun_fires(self) -> dict[int, tuple[list[str], int]]:
+        """The unique fires this node won and dropped at the stop (cluster/release.py)."""
+        router = self.router
+        raised = [n + sum(rec.direct_raised[num] for rec in self.shared.procs)
+                  for num, n in enumerate(router.raised)]
+        return release.unrun(self.registry.unique, self.cluster_state.fired,
+                             router.dropped.get("stopped", [0] * len(raised)), raised,
+                             lambda num: None if (e := self.table.get(num)) is None else e.target)
 
     def _timeout(self) -> float:
         """Until the next thing due: a tick, a respawn, a cheaper decision, housekeeping.

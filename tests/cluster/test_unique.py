@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 
 import psycopg
 import pytest
 from tests.cluster.conftest import MARK
 from tests.cluster.test_durable import restart
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,3 +79,73 @@ def test_the_timer_decorator_takes_unique(make_node):
         inst.stop()
     ticks = sorted(math.floor(float(r[1]) * 2) for inst in nodes for r in inst.results())
     assert len(ticks) >= 4 and len(ticks) == len(set(ticks)), ticks
+
+
+
+BLOCK = '''
+import time, sbtest
+def block(num):
+    sbtest.record(num, repr(time.time()))
+    sbtest.wait_file("go")          # the worker is busy until the test says go
+'''
+
+
+def _claims(postgres: str, cluster: str) -> list[tuple[float, str]]:
+    with psycopg.connect(postgres) as conn:
+        rows = conn.execute("SELECT fire_at, node FROM switchboard.fires WHERE cluster = %s "
+                            "ORDER BY fire_at", (cluster,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_a_fire_claimed_by_a_stopping_node_still_runs_once(make_node, postgres,
+                                                           cluster_name):
+    """Node a's only worker is held busy (signal 71), so the next fire a wins waits in
+    its queue; a is stopped gracefully right then (SIGTERM, SIGINT, SIGTERM to its
+    process group as systemd does), three times.  Before the fix that fire was dropped
+    as `stopped`: claimed, never run.  Now a releases the claim and b or c runs it.
+    Every fire claimed in the run ran once, and no second was skipped."""
+    signals = [{"num": 70, "handler": "python:stamp:stamp"}]
+    a = make_node("a", [*signals, {"num": 71, "handler": "python:block:block"}],
+                  extra=UNIQUE, modules={"stamp": STAMP, "block": BLOCK})
+    others = [make_node(n, signals, extra=UNIQUE, modules={"stamp": STAMP})
+              for n in ("b", "c")]
+
+    def fires_of_a() -> list[list[str]]:
+        return [r for r in a.results() if r[0] == "70"]
+
+    for cycle, how in enumerate(("SIGTERM", "SIGINT", "group")):
+        if cycle:
+            (a.dir / "go").unlink()
+            restart(a)
+        a.signal(71)
+        busy = _blocked(a, cycle)
+        ran = len(fires_of_a())
+
+        def queued(since: float = busy, ran: int = ran) -> bool:
+            won = sum(1 for at, node in _claims(postgres, cluster_name)
+                      if node == "a" and at > since)
+            return won > 0 and len(fires_of_a()) == ran    # won, waiting behind 71
+        wait_for(queued, timeout=30, interval=0.01,
+                 message=lambda: f"a never won a fire: {_claims(postgres, cluster_name)}")
+        assert a.proc is not None
+        if how == "group":
+            os.killpg(a.proc.pid, signal.SIGTERM)
+        else:
+            a.send(getattr(signal, how))
+        a.touch("go")
+        assert a.wait() == 0
+        assert "released for the other nodes" in a.log, a.log[-3000:]
+    time.sleep(1.5)                          # b or c runs what a released
+    for inst in others:
+        assert inst.stop() == 0
+    claims = _claims(postgres, cluster_name)
+    seconds = [round(at) for at, _ in claims]
+    assert seconds == list(range(seconds[0], seconds[-1] + 1)), f"a fire skipped: {claims}"
+    runs = fires_of_a() + [r for inst in others for r in inst.results()]
+    assert len(runs) == len(claims), f"{len(claims)} fires claimed, ran: {runs}"
+
+
+def _blocked(inst, cycle: int) -> float:
+    """When the `cycle`th run of signal 71 started (the worker is busy from then on)."""
+    lines = inst.wait_results(cycle + 1, where=lambda r: r[0] == "71")
+    return float([r for r in lines if r[0] == "71"][cycle][1])

@@ -7,11 +7,12 @@ import os
 
 import pytest
 
-from switchboard.cluster import settings, unique
+from switchboard.cluster import release, settings, unique
 from switchboard.cluster.state import ClusterState
 from switchboard.config import from_dict
 from switchboard.errors import ConfigError
 from switchboard.sources import cron
+from switchboard.targets import Kind, Target
 
 PATH = "/etc/sb.toml"
 
@@ -93,3 +94,29 @@ def test_state_sums_counters_and_publishes_members():
     assert doc["members"] == [{"node": "web-1", "last_heartbeat": 1},      # integers, as
                               {"node": "web-2", "last_heartbeat": 2}]      # every number
     assert state.nodes() == ["web-1", "web-2"]
+
+
+def _owed(fired: int, dropped: int, raised: int, kind: Kind = Kind.WORKER) -> dict:
+    spec = {"kind": "timer", "num": 70, "seconds": 1.0}
+    counts = [0] * 256
+    return release.unrun({1: spec}, [*counts[:70], fired, *counts[71:]],
+                         [*counts[:70], dropped, *counts[71:]],
+                         [*counts[:70], raised, *counts[71:]], lambda num: Target(kind))
+
+
+def test_a_stop_releases_only_fires_that_did_not_run_for_certain():
+    assert _owed(fired=5, dropped=2, raised=5) == {70: (["timer 70 1"], 2)}
+    # two other raises of 70: two of the three drops may have been those
+    assert _owed(fired=5, dropped=3, raised=7) == {70: (["timer 70 1"], 1)}
+    assert _owed(fired=5, dropped=2, raised=7) == {}
+    assert _owed(fired=5, dropped=2, raised=5, kind=Kind.WORKERS) == {}   # some ran it
+
+
+def test_lost_fires_are_tried_again_for_a_while():
+    lost = unique.LostFires()
+    source = unique.UniqueSource(1, 70, period=1.0)
+    lost.add(source, 100.0)
+    lost.add(source, 101.0)
+    assert lost.recent(102.0) == [("timer 70 1", 100.0), ("timer 70 1", 101.0)]
+    assert lost.won(("timer 70 1", 100.0)) == 70
+    assert lost.recent(101.0 + unique.RETRY + 1) == []

@@ -9,6 +9,10 @@ each to the local master, and deletes them once raised (`ack`).  So:
   dies inside it leaves rows taken by its token, and the next run drops them as
   `uncertain` (counted, logged) instead of running them a second time;
 - a graceful stop puts back what was taken and not raised.
+Unique fires: the thread claims each one (an INSERT only one node wins).  A fire
+another node won is remembered for a while: if that node stops before running it, it
+releases the claim and says so (`RELEASED` on the cluster's channel), and the others
+claim it again (`_retry_lost`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from psycopg import sql
 from switchboard.cluster.outbox import Outbox
 from switchboard.cluster.settings import ClusterConfig
 from switchboard.cluster.state import ClusterState
-from switchboard.cluster.store import Store
-from switchboard.cluster.unique import UniqueSource
+from switchboard.cluster.store import RELEASED, Store
+from switchboard.cluster.unique import LostFires, UniqueSource
 
 log = logging.getLogger("switchboard.cluster")
 
@@ -49,6 +53,8 @@ class Receiver:
         self.inbox: collections.deque[tuple[int, int]] = collections.deque()  # (id, num)
         self.done: collections.deque[int] = collections.deque()              # ids raised
         self.sources = {s.ident: s for s in sources}
+        self.lost = LostFires()
+        self._retry = False          # another node released fires: claim them again
         self._changes: collections.deque[tuple[str, object]] = collections.deque()
         self._stop = threading.Event()
         self._store: Store | None = None
@@ -113,6 +119,7 @@ class Receiver:
         self._hold(store)
         store.join(cfg.node, socket.gethostname(), os.getpid())
         self._beat_at = 0.0
+        self._retry = True           # a release may have been told while disconnected
         if self._first:
             self._first = False
             lost = store.forget_uncertain(cfg.node, self.token)
@@ -170,6 +177,8 @@ class Receiver:
             self._ack(store)
         now = time.time()
         self._fire_unique(store, now)
+        if self._retry:
+            self._retry_lost(store, now)
         if time.monotonic() >= self._beat_at:
             self._beat(store)
         if busy and not full:          # a stream: let the next claim take a bigger batch
@@ -219,6 +228,23 @@ class Receiver:
                 self.wake()
             else:
                 self.state.count(self.slot, "fires_elsewhere")
+                self.lost.add(source, fire)
+
+    def _retry_lost(self, store: Store, now: float) -> None:
+        """Claim again the recent fires other nodes won: those a node released (it
+        stopped before running them) are ours now."""
+        fires = self.lost.recent(now)
+        won = store.claim_fires(fires, self.config.node) if fires else []
+        self._retry = False
+        for source, fire in won:
+            num = self.lost.won((source, fire))
+            self.state.count(self.slot, "fires_claimed")
+            self.inbox.append((0, num))
+            log.info("cluster %s: the fire of %s at %s was released by the node that won "
+                     "it (stopped before running it); raised here", self.config.name,
+                     source, time.strftime("%H:%M:%S", time.localtime(fire)))
+        if won:
+            self.wake()
 
     def _beat(self, store: Store) -> None:
         cfg = self.config
@@ -240,8 +266,9 @@ class Receiver:
 
     def _wait(self, store: Store, timeout: float) -> None:
         """Until a notification says something waits for this node, or `timeout`."""
-        for _ in store.conn.notifies(timeout=timeout, stop_after=1):
-            pass
+        for note in store.conn.notifies(timeout=timeout, stop_after=1):
+            if note.payload == RELEASED:
+                self._retry = True
 
     def _apply_changes(self) -> None:
         while self._changes:

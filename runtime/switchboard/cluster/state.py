@@ -4,6 +4,8 @@ An anonymous shared mapping made before the first fork.  Counters are one row pe
 slot, written only by the process in that slot (no lock; the master sums the rows).
 The member list is written by the sources helper alone, under a sequence number the
 readers check (odd while it is being written), so a reader never sees half of it.
+`fired` counts, per signal number, the unique fires the helper raised locally: at a
+graceful stop the master weighs it against what it dropped (cluster/release.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ COUNTERS = ("sent", "received", "expired", "uncertain", "fires_claimed", "fires_
 _ROW = 8 * len(COUNTERS)
 _MEMBERS = 64 * 1024            # bytes for the member list (JSON); ~1,000 members
 _HEAD = struct.Struct("QI")     # sequence number, length
+SIGNALS = 256
 
 
 class ClusterState:
@@ -27,9 +30,11 @@ class ClusterState:
         self.name, self.node = name, node
         self._base = slots * _ROW
         stamps = self._base + _HEAD.size + _MEMBERS
-        self.mem = mmap.mmap(-1, stamps + 8 * slots)
+        fired = stamps + 8 * slots
+        self.mem = mmap.mmap(-1, fired + 8 * SIGNALS)
         self.rows = memoryview(self.mem)[:self._base].cast("Q")
-        self.raised_at = memoryview(self.mem)[stamps:].cast("d")   # monotonic, per slot
+        self.raised_at = memoryview(self.mem)[stamps:fired].cast("d")  # monotonic, per slot
+        self.fired = memoryview(self.mem)[fired:].cast("Q")       # per number (the helper)
         self.connected = True       # in the helper: whether PostgreSQL answers now
         self.outbox = f"\0switchboard-cluster-{uuid.uuid4().hex}"   # cluster/outbox.py
 

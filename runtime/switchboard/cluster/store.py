@@ -18,6 +18,7 @@ from psycopg import sql
 VERSION = 1
 _LOCK = 0x5B_C1_05_7E          # pg_advisory_xact_lock key for creating the schema
 _NODE = 0x5B_C1                # first key of the session lock a running node holds
+RELEASED = "fires released"    # a notification's payload (never a node name: a space)
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -209,6 +210,30 @@ class Store:
         return self._run("INSERT INTO {s}.fires (cluster, source, fire_at, node) "
                          "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                          (self.cluster, source, fire_at, node)).rowcount == 1
+
+    def claim_fires(self, fires: list[tuple[str, float]], node: str
+                    ) -> list[tuple[str, float]]:
+        """Claim again fires another node released (one statement); the ones won."""
+        rows = self._run("INSERT INTO {s}.fires (cluster, source, fire_at, node) "
+                         "SELECT %s, f.source, f.fire_at, %s FROM unnest(%s::text[], "
+                         "%s::float8[]) AS f(source, fire_at) ON CONFLICT DO NOTHING "
+                         "RETURNING source, fire_at",
+                         (self.cluster, node, [f[0] for f in fires],
+                          [f[1] for f in fires])).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def release_fires(self, node: str, sources: list[str], count: int, within: float,
+                      channel: str) -> list[float]:
+        """Delete the latest `count` claims `node` holds for `sources` (made within
+        `within` s) and wake every node to claim them again; their fire times."""
+        rows = self._run(
+            "WITH gone AS (DELETE FROM {s}.fires WHERE (cluster, source, fire_at) IN ("
+            "SELECT cluster, source, fire_at FROM {s}.fires WHERE cluster = %s AND node = %s "
+            "AND source = ANY(%s) AND claimed > now() - make_interval(secs => %s) "
+            "ORDER BY fire_at DESC LIMIT %s) RETURNING fire_at) "
+            "SELECT fire_at, pg_notify(%s, %s) FROM gone ORDER BY fire_at",
+            (self.cluster, node, sources, within, count, channel, RELEASED)).fetchall()
+        return [r[0] for r in rows]
 
     def prune_fires(self, keep: float) -> None:
         self._run("DELETE FROM {s}.fires WHERE cluster = %s AND claimed < now() - "

@@ -67,3 +67,33 @@ def from_spec(ident: int, spec: dict[str, Any]) -> UniqueSource:
     if spec["kind"] == "cron":
         return UniqueSource(ident, spec["num"], cron=CronSpec(**spec["cron"]))
     return UniqueSource(ident, spec["num"], period=spec["seconds"])
+
+
+RETRY = 300.0          # seconds a lost fire may still be released by its winner
+_KEEP = 1000           # lost fires remembered at most
+
+
+class LostFires:
+    """The fires another node won in the last RETRY seconds, oldest first.
+
+    A node that won a fire and stops before running it releases the claim (deletes
+    the row, cluster/release.py); the others then try these again, so the fire still
+    runs once while any node is up."""
+
+    def __init__(self) -> None:
+        self._fires: dict[tuple[str, float], int] = {}     # (key, fire time) -> number
+
+    def add(self, source: UniqueSource, fire: float) -> None:
+        self._fires[(source.key, fire)] = source.num
+        if len(self._fires) > _KEEP:
+            del self._fires[next(iter(self._fires))]
+
+    def recent(self, now: float) -> list[tuple[str, float]]:
+        """The ones still worth a try at `now` (older ones are forgotten)."""
+        for key in [k for k in self._fires if k[1] < now - RETRY]:
+            del self._fires[key]
+        return list(self._fires)
+
+    def won(self, fire: tuple[str, float]) -> int:
+        """This node claimed `fire` after all: forget it; its signal number."""
+        return self._fires.pop(fire)

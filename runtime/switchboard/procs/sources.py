@@ -55,9 +55,19 @@ class SourcesWork:
             self.cluster.start()
 
     def stop(self) -> None:
-        """On the way out: the cluster puts back what it took and did not raise."""
+        """On the way out: the cluster puts back the signals it took and did not raise,
+        and the fires it won are raised (once the receiver claims no more): a stopping
+        master drops them as `stopped` and releases their claims (cluster/release.py)."""
         if self.cluster is not None:
             self.cluster.stop()
+            inbox = self.cluster.inbox
+            fires = [num for ident, num in inbox if not ident]
+            inbox.clear()
+            inbox.extend((0, num) for num in fires)
+            self._raise_arrivals(self.cluster)
+            if inbox:
+                log.warning("cluster: %d unique fires (signal %s) won and not raised: "
+                            "lost", len(inbox), ", ".join(str(n) for _, n in inbox))
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -106,6 +116,8 @@ class SourcesWork:
             if ident:               # in `done` before it leaves the inbox: see _take_back
                 done.append(ident)
                 cluster.state.count(cluster.slot, "received")
+            else:
+                cluster.state.fired[num] += 1
             inbox.popleft()
 
     def _commands(self, data: bytes) -> None:
