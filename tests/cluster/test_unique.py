@@ -149,3 +149,26 @@ def _blocked(inst, cycle: int) -> float:
     """When the `cycle`th run of signal 71 started (the worker is busy from then on)."""
     lines = inst.wait_results(cycle + 1, where=lambda r: r[0] == "71")
     return float([r for r in lines if r[0] == "71"][cycle][1])
+
+
+CRON = "\n[[cron]]\nsignal = 73\nexpr = \"* * * * *\"\nunique = true\n"
+
+
+def test_a_unique_cron_runs_once_across_three_nodes(make_node, postgres, cluster_name):
+    """Three nodes with the same every-minute unique cron: the next minute's fire runs
+    on exactly one of them, the one its claim names (waits for one minute boundary)."""
+    signals = [{"num": 73, "handler": "python:stamp:stamp"}]
+    nodes = {n: make_node(n, signals, extra=CRON, modules={"stamp": STAMP})
+             for n in ("a", "b", "c")}
+    minute = math.ceil(time.time() / 60) * 60         # every node was aiming at it
+    time.sleep(max(0.0, minute + 2.0 - time.time()))
+    for inst in nodes.values():
+        assert inst.stop() == 0
+    runs = {n: [float(r[1]) for r in inst.results()] for n, inst in nodes.items()}
+    assert sum(map(len, runs.values())) == 1, runs
+    with psycopg.connect(postgres) as conn:
+        claims = conn.execute("SELECT source, fire_at, node FROM switchboard.fires "
+                              "WHERE cluster = %s", (cluster_name,)).fetchall()
+    assert [(source, at) for source, at, _ in claims] == [("cron 73 * * * * *", minute)]
+    winner = claims[0][2]
+    assert len(runs[winner]) == 1 and minute <= runs[winner][0] < minute + 1, runs
