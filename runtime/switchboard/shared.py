@@ -60,6 +60,9 @@ class ProcRecord(ctypes.Structure):
         # child dies before it marks the signal, the master can still tell (windows.py)
         ("read_byte", ctypes.c_uint8),
         ("read_depth", ctypes.c_uint8),
+        # 1 while it waits in epoll for its channels: a group's write wakes one waiting
+        # member only (EPOLLEXCLUSIVE), so the master splits a batch for the waiting ones
+        ("polling", ctypes.c_uint8),
         ("running", ctypes.c_int16 * MAX_NESTED),  # their signals, outermost first
         # handled + failed of each running signal's number when it started: if a child
         # dies with that sum moved, its innermost run had finished (and was counted)
@@ -120,8 +123,9 @@ class RecordView:
         self.u64, self.f64 = raw.cast("Q"), raw.cast("d")
 
 
-STATUS, DEPTH, READ_BYTE, READ_DEPTH = (getattr(ProcRecord, f).offset          # u8
-                                        for f in ("status", "depth", "read_byte", "read_depth"))
+STATUS, DEPTH, READ_BYTE, READ_DEPTH, POLLING = (                               # u8
+    getattr(ProcRecord, f).offset for f in ("status", "depth", "read_byte", "read_depth",
+                                            "polling"))
 SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
                                   for f in ("signum", "running", "last_received"))
 (MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED, OWN_READ, FILLING, PROCESSED,   # u64
