@@ -149,7 +149,8 @@ class Shared:
         flags = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord) + channels
         taken_at = -(-(flags + 3 * channels) // 8) * 8   # after the sent, closed, writing
         written_at = taken_at + 8 * groups * slots
-        size = written_at + 8 * channels
+        settled_at = written_at + 8 * channels
+        size = settled_at + 8 * groups
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
@@ -173,7 +174,11 @@ class Shared:
         # in doubt until the master recounts it (recount.py).
         self.writing = memoryview(self.map)[base + slots * step + 3 * channels:][:channels]
         # Bytes ever written to each channel, by the master or a raiser (direct.py).
-        self.written = memoryview(self.map)[written_at:size].cast("Q")
+        self.written = memoryview(self.map)[written_at:settled_at].cast("Q")
+        # Per group: reads of dead members the master put back (windows.py), which their
+        # words in `taken` do not count: with them, what a group's channel holds unread
+        # is `written` less what was taken, no system call asked (direct.py).
+        self.settled = memoryview(self.map)[settled_at:size].cast("Q")
         # taken[group * slots + slot]: twice the signals that member took from the group's
         # channel, plus one while it is between a read and marking what it read: with
         # the channel's own count, the master tells whether a child that died there had
