@@ -3,7 +3,7 @@
 Run: python bench/latency_cost.py [--rounds 6] [--n 200000]
 
 Builds build/no-latency/runtime, a copy of the runtime whose workers skip the
-recording (the block between the two `latency recording` markers in procs/child.py),
+recording (the blocks between `latency recording` markers in procs/child.py),
 then runs bench/run.py's lossless `worker` scenario (2 workers, one raiser, target
 `worker`) alternately on the runtime as it is and on that copy, through PYTHONPATH, and
 prints each round and the medians: handled/s and CPU µs per signal of all processes.
@@ -38,9 +38,12 @@ def build_stripped() -> Path:
     lines = child.read_text().splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
     ends = [i for i, line in enumerate(lines) if line.strip() == END]
-    if len(starts) != 1 or len(ends) != 1 or ends[0] <= starts[0]:
-        sys.exit(f"{child}: expected one '{BEGIN}' ... '{END}' block")
-    del lines[starts[0]:ends[0] + 1]
+    if (not starts or len(starts) != len(ends)
+            or any(not s < e for s, e in zip(starts, ends, strict=True))
+            or any(not e < s for e, s in zip(ends, starts[1:], strict=False))):
+        sys.exit(f"{child}: expected '{BEGIN}' ... '{END}' blocks")
+    for start, end in reversed(list(zip(starts, ends, strict=True))):
+        del lines[start:end + 1]
     child.write_text("".join(lines))
     return runtime
 

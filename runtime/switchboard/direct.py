@@ -28,12 +28,9 @@ master recounts that channel from what its readers took and what the kernel stil
 
 from __future__ import annotations
 
-import array
 import contextlib
 import errno
-import fcntl
 import socket
-import termios
 import threading
 import time
 
@@ -71,20 +68,21 @@ class DirectWriter:
                  channels: dict[int, tuple[socket.socket, socket.socket]],
                  limit: int) -> None:
         """`channels`: by channel number (a child's slot, or a group's number after the
-        slots), the master's end (we write it) and the child's end (a group's: we ask
-        the kernel how much it holds)."""
+        slots), the master's end (we write it) and the child's end."""
         self.shared, self.table, self.topology = shared, table, topology
         self.channels, self.limit = channels, min(limit, DEPTH)
         me = RecordView(shared, slot)
         self._u64 = me.u64
         self._records = {s: RecordView(shared, s) for s in channels if s < shared.slots}
+        self._groups = {shared.slots + i: self._words(shared, topology, i)
+                        for i in range(len(topology.groups()))
+                        if shared.slots + i in channels}
         self._group_of = {g: topology.slots + i for i, g in enumerate(topology.groups())}
         self._generations = table.entry_generations
         # num -> (generation, its channels; none: the master's path)
         self._routes: dict[int, tuple[int, tuple[int, ...]]] = {}
         self._thread = threading.Lock()     # the channel lock is per process, not thread
         self._run = shared.latency.run
-        self._count = array.array("i", [0])
         self.sent = 0                       # bytes this process sent the master, ever
         self._last = 0.0                    # when it last raised
 
@@ -167,12 +165,22 @@ class DirectWriter:
 
     def _unread(self, channel: int) -> int:
         """Signals in the channel not started yet: for a child's own channel, from its
-        record; for a group's (read one byte at a time), what the kernel holds."""
+        record; for a group's, from its members' takes (a member between a read and its
+        mark counts as not started: high by one, never low) and the reads of dead
+        members the master put back (windows.py)."""
         rec = self._records.get(channel)
+        written = self.shared.written[channel]
         if rec is not None:
-            return self.shared.written[channel] - rec.u64[OWN_STARTED]
-        fcntl.ioctl(self.channels[channel][1].fileno(), termios.FIONREAD, self._count)
-        return self._count[0]
+            return written - rec.u64[OWN_STARTED]
+        words, number = self._groups[channel]
+        return written - sum(words) // 2 - self.shared.settled[number]
+
+    @staticmethod
+    def _words(shared: Shared, topology: Topology, number: int) -> tuple[memoryview, int]:
+        """Group `number`'s members' words in shared.taken, and its number."""
+        members = topology.members(topology.groups()[number]) or [0]
+        row = number * shared.slots
+        return shared.taken[row + min(members):row + max(members) + 1], number
 
     def _resolve(self, num: int) -> tuple[int, tuple[int, ...]]:
         """What write() needs of `num`'s entry (see _routes), as the router decides it."""

@@ -100,7 +100,8 @@ class Master(Supervisor):
         # group pressure flags follow the slots' ones (see Shared)
         self.flag_of = {g: topo.slots + i for i, g in enumerate(self.channels.groups)}
         groups = {g: Outbox(f"group {g.text(topo)}", *ends, config.signal_queue, flags,
-                            self.flag_of[g], shared=self.shared)
+                            self.flag_of[g], shared=self.shared,
+                            members=[self.shared.procs[m] for m in topo.members(g)])
                   for g, ends in self.channels.groups.items()}
         self.router = Router(self.table, topo, boxes, groups, config.signal_queue)
         self.relay = Relay(self.router, self._on_ready, self._on_message, self._on_malformed,

@@ -43,11 +43,12 @@ class Outbox:
 
     __slots__ = ("name", "sock", "peer", "buf", "limit", "in_kernel", "flags", "index",
                  "sent_flags", "record", "cheap", "wanted", "stamped", "written", "closed",
-                 "shared", "direct", "holds")
+                 "shared", "direct", "holds", "members")
 
     def __init__(self, name: str, sock: socket.socket, peer: socket.socket, limit: int,
                  flags: Any = None, index: int = 0, sent_flags: Any = None,
-                 record: ProcRecord | None = None, shared: Shared | None = None) -> None:
+                 record: ProcRecord | None = None, shared: Shared | None = None,
+                 members: list[ProcRecord] | None = None) -> None:
         self.name, self.sock, self.peer, self.limit = name, sock, peer, limit
         self.buf = bytearray()
         self.in_kernel = 0
@@ -64,6 +65,7 @@ class Outbox:
                         else memoryview(bytearray(8 * _LOCAL)).cast("Q"))
         self.closed = shared.closed if shared is not None else bytearray(_LOCAL)
         self.holds: set[str] = set()    # why the channel is closed besides `buf`
+        self.members = members or []    # a group's: the records of its readers
 
     @property
     def flushed(self) -> int:
@@ -195,16 +197,32 @@ class Outbox:
         return count[0]
 
     def flush(self) -> None:
-        """Write what the socket takes now."""
+        """Write what the socket takes now.  A group's members wait with EPOLLEXCLUSIVE
+        (child.py), so that a lone signal wakes one of them: one send wakes one, and a
+        batch goes in as many sends as members wait, to wake each."""
+        buf, sent = self.buf, 0
+        ends = self._send_ends() if self.members and len(buf) > 1 else (len(buf),)
         try:
-            sent = self.sock.send(self.buf)
+            for end in ends:
+                sent += self.sock.send(buf[sent:end] if sent or end < len(buf) else buf)
+                if sent < end:
+                    break
         except BlockingIOError:
+            pass
+        if not sent:
             return
         del self.buf[:sent]
         self.in_kernel += sent
         self.flushed += sent
         if self.sent_flags is not None:
             self.sent_flags[self.index] = 1
+
+    def _send_ends(self) -> tuple[int, ...]:
+        """Where each send of a group's batch ends: the last ones a byte each, one per
+        waiting member but the first (which the first send wakes)."""
+        waiting = sum(rec.polling for rec in self.members)
+        size = len(self.buf)
+        return tuple(range(size - min(max(waiting, 1), size) + 1, size + 1))
 
     def put_back(self) -> None:
         """The channel's child is gone: what it had not started goes back to the front of

@@ -60,6 +60,9 @@ class ProcRecord(ctypes.Structure):
         # child dies before it marks the signal, the master can still tell (windows.py)
         ("read_byte", ctypes.c_uint8),
         ("read_depth", ctypes.c_uint8),
+        # 1 while it waits in epoll for its channels: a group's write wakes one waiting
+        # member only (EPOLLEXCLUSIVE), so the master splits a batch for the waiting ones
+        ("polling", ctypes.c_uint8),
         ("running", ctypes.c_int16 * MAX_NESTED),  # their signals, outermost first
         # handled + failed of each running signal's number when it started: if a child
         # dies with that sum moved, its innermost run had finished (and was counted)
@@ -120,8 +123,9 @@ class RecordView:
         self.u64, self.f64 = raw.cast("Q"), raw.cast("d")
 
 
-STATUS, DEPTH, READ_BYTE, READ_DEPTH = (getattr(ProcRecord, f).offset          # u8
-                                        for f in ("status", "depth", "read_byte", "read_depth"))
+STATUS, DEPTH, READ_BYTE, READ_DEPTH, POLLING = (                               # u8
+    getattr(ProcRecord, f).offset for f in ("status", "depth", "read_byte", "read_depth",
+                                            "polling"))
 SIGNUM, RUNNING, LAST_RECEIVED = (getattr(ProcRecord, f).offset // 2            # i16
                                   for f in ("signum", "running", "last_received"))
 (MARKS, RING_FROM, OWN_STARTED, HANDLED, FAILED, OWN_READ, FILLING, PROCESSED,   # u64
@@ -145,7 +149,8 @@ class Shared:
         flags = ctypes.sizeof(TableRecord) + slots * ctypes.sizeof(ProcRecord) + channels
         taken_at = -(-(flags + 3 * channels) // 8) * 8   # after the sent, closed, writing
         written_at = taken_at + 8 * groups * slots
-        size = written_at + 8 * channels
+        settled_at = written_at + 8 * channels
+        size = settled_at + 8 * groups
         os.ftruncate(self.fd, size)
         self.map = mmap.mmap(self.fd, size)
         self.table = TableRecord.from_buffer(self.map)
@@ -169,7 +174,11 @@ class Shared:
         # in doubt until the master recounts it (recount.py).
         self.writing = memoryview(self.map)[base + slots * step + 3 * channels:][:channels]
         # Bytes ever written to each channel, by the master or a raiser (direct.py).
-        self.written = memoryview(self.map)[written_at:size].cast("Q")
+        self.written = memoryview(self.map)[written_at:settled_at].cast("Q")
+        # Per group: reads of dead members the master put back (windows.py), which their
+        # words in `taken` do not count: with them, what a group's channel holds unread
+        # is `written` less what was taken, no system call asked (direct.py).
+        self.settled = memoryview(self.map)[settled_at:size].cast("Q")
         # taken[group * slots + slot]: twice the signals that member took from the group's
         # channel, plus one while it is between a read and marking what it read: with
         # the channel's own count, the master tells whether a child that died there had

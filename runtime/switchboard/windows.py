@@ -44,7 +44,6 @@ class ReadWindows:
     router: Router
     flag_of: dict[Target, int]           # a group's pressure flag: slots + its number
     open: list[_Open] = field(default_factory=list)
-    settled: dict[Target, int] = field(default_factory=dict)   # reads put back ourselves
 
     def member_died(self, slot: int) -> None:
         """Call when `slot`'s child is gone, before its replacement starts."""
@@ -87,7 +86,7 @@ class ReadWindows:
                 log.warning("signal %d: read by a %s member that died before starting "
                             "it; queued again for the group", w.num,
                             group.text(self.topology))
-            self.settled[group] = self.settled.get(group, 0) + len(lost)
+            self.shared.settled[self._number(group)] += len(lost)
 
     def _unaccounted(self, group: Target) -> int | None:
         """Reads from the group's channel by no live member's window, or None if a live
@@ -98,7 +97,7 @@ class ReadWindows:
             consumed = box.consumed()
         if self._words(group) != before or any(t % 2 for t in before):
             return None
-        return consumed - sum(before) // 2 - self.settled.get(group, 0)
+        return consumed - sum(before) // 2 - self.shared.settled[self._number(group)]
 
     def consumed(self, group: Target) -> int | None:
         """Signals the group's members took from its channel, ever (for a recount after
@@ -109,7 +108,7 @@ class ReadWindows:
         words = self._words(group)
         if any(t % 2 for t in words):
             return None
-        return sum(words) // 2 + self.settled.get(group, 0)
+        return sum(words) // 2 + self.shared.settled[self._number(group)]
 
     def _words(self, group: Target) -> list[int]:
         """The group's members' words in shared.taken, now."""
@@ -117,4 +116,7 @@ class ReadWindows:
         return [taken[row + m] for m in self.topology.members(group)]
 
     def _row(self, group: Target) -> int:
-        return (self.flag_of[group] - self.topology.slots) * self.topology.slots
+        return self._number(group) * self.topology.slots
+
+    def _number(self, group: Target) -> int:
+        return self.flag_of[group] - self.topology.slots

@@ -7,8 +7,12 @@ pipe, so the test sees the order the child saw.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +23,7 @@ from switchboard.shared import OWN_RING, Shared
 from switchboard.table import SignalTable
 from switchboard.targets import Kind, Role, Target, Topology
 
-from .conftest import fork_call
+from .conftest import fork_call, start_child
 
 SLOT = 1      # worker 1
 
@@ -107,3 +111,47 @@ def test_the_ring_wraps_around(channels, own_box, shared, table, topology):
         own_box.flush()
         seen += [n for n in run_child(channels, shared, table, topology, 23) if n != 255]
     assert seen == sent
+
+
+def test_a_batch_for_a_group_wakes_every_waiting_member(channels, shared, table, topology):
+    """Members wait on a group's channel with EPOLLEXCLUSIVE, so one write wakes one of
+    them; a batch the master writes must still reach each waiting member."""
+    group_flag = topology.slots + topology.groups().index(Target(Kind.WORKER))
+    members = [1, 2, 3]
+    box = Outbox("group worker", *channels["group"], 64, shared.pressure, group_flag,
+                 members=[shared.procs[slot] for slot in members])
+    report_r, report_w = os.pipe()
+
+    def member(slot: int) -> None:
+        worker = Child(Role.WORKER, slot, slot, topology, shared, table, os.getppid())
+        own = socket.socketpair()         # its own channel, empty
+        own[1].setblocking(False)
+        worker.setup(own[1], [(channels["group"][1], group_flag)],
+                     os.pipe()[1], 1.0)
+        num = None
+        while num is None:          # wait, then take one signal, once
+            worker._wait(None)
+            num = worker._read_now()
+        os.write(report_w, bytes([slot, num]))
+
+    pids = [start_child(lambda slot=slot: member(slot)) for slot in members]
+    try:
+        deadline = time.monotonic() + 10
+        while sum(shared.procs[slot].polling for slot in members) < len(members):
+            assert time.monotonic() < deadline, "the members never waited"
+            time.sleep(0.01)
+        box.buf += bytes([5, 6, 7])
+        box.flush()
+        got = b""
+        poller = select.poll()
+        poller.register(report_r, select.POLLIN)
+        while len(got) < 2 * len(members) and poller.poll(5000):
+            got += os.read(report_r, 64)
+        taken = {got[i]: got[i + 1] for i in range(0, len(got), 2)}
+        assert sorted(taken) == members, f"woken and read: {taken}"
+        assert sorted(taken.values()) == [5, 6, 7]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

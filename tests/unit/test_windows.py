@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from switchboard.direct import DirectWriter
 from switchboard.procs.child import ANY, Child
 from switchboard.router import Outbox, Router
 from switchboard.shared import Shared
@@ -153,3 +154,19 @@ def test_the_master_waits_while_a_live_member_is_between_a_read_and_its_mark(
     shared.taken[other] -= 1          # worker 2's read found nothing: its window closed
     windows.settle()
     assert list(group.buf) == [5] and not windows.open
+
+
+def test_raisers_count_a_groups_unread_signals_as_the_kernel_does(
+        router, shared, table, topology, windows):
+    """A raiser bounds a group's channel from its members' takes and the reads the
+    master put back (direct.py), with no system call: the kernel's count, exactly."""
+    group = router.groups[WORKERS]
+    group.written, group.index = shared.written, windows.flag_of[WORKERS]
+    queued_then_worker(router, shared, table, topology, windows, [7, 8, 9], start=0)
+    windows.member_died(SLOT)                   # 7 goes back: 8 and 9 in the channel
+    group.flush()                               # ... and 7 again, after them
+    raiser = DirectWriter(shared, table, topology, 2, {group.index: (group.sock, group.peer)},
+                          64)
+
+    assert raiser._unread(group.index) == group.unread() == 3
+    assert shared.settled[group.index - topology.slots] == 1

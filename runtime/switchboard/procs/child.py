@@ -44,6 +44,7 @@ from switchboard.shared import (
     OWN_READ,
     OWN_RING,
     OWN_STARTED,
+    POLLING,
     READ_BYTE,
     READ_DEPTH,
     RING_FROM,
@@ -144,12 +145,17 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
         self._alarm = Alarm()       # deadlines to the microsecond (poll() takes whole ms)
-        self._poll = select.poll()
-        for fd in self._fds + [self._wake_r, self._alarm.fd]:
-            self._poll.register(fd, select.POLLIN)
+        # epoll, for EPOLLEXCLUSIVE on the groups' channels: a byte written to one wakes
+        # one waiting member, not every idle one (each wake-up costs the writer's send()
+        # about 10 µs here); the master's batches wake more (Outbox.send_queued).
+        self._poll = select.epoll()
+        for fd in [self._own, self._wake_r, self._alarm.fd]:
+            self._poll.register(fd, select.EPOLLIN)
+        for fd, _, _ in self._groups:
+            self._poll.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         if self.background is not None:
             for fd in self.background.fds:
-                self._poll.register(fd, select.POLLIN)
+                self._poll.register(fd, select.EPOLLIN)
 
     def _on_term(self, signum: int, frame: object) -> None:
         first, self.stopping = not self.stopping, True
@@ -198,8 +204,14 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
         wakes = [t for t in (deadline, due) if t is not None]
         wake = min(wakes) if wakes else None
         self._alarm.set(wake)
-        timeout = max(0.0, wake - now) * 1000 if wake is not None else None
-        for fd, _ in self._poll.poll(timeout):
+        timeout = max(0.0, wake - now) if wake is not None else -1
+        u8 = self._u8
+        u8[POLLING] = 1
+        try:
+            ready = self._poll.poll(timeout)
+        finally:
+            u8[POLLING] = 0
+        for fd, _ in ready:
             if fd == self._wake_r:
                 self._drain_wakeups()
             elif fd == self._alarm.fd:
@@ -256,26 +268,8 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
             now = time.monotonic()
             u8[STATUS], f64[STARTED] = BUSY, now
             # -- latency recording (bench/latency_cost.py measures the run without it)
-            if source > 0:
-                if not self._run_lo < source <= self._run_hi:
-                    self._own_run(source - 1, now)
-                us = int((now - self._run_at) * 1e6)
-            elif source:
-                run = self._group_runs[-source - 1]
-                taken = sum(run[1])     # twice what the members took, this one included
-                if not run[2] <= taken < run[3]:
-                    self._group_run(run, taken, now)
-                us = int((now - run[4]) * 1e6)
-            else:
-                us = 0
-            # never negative: the master stamps a run before a child can read from it
-            row = self._rows[num]
-            try:
-                row[BUCKET_OF[us]] += 1
-            except IndexError:
-                row[bucket(us)] += 1
-            if us > self._maxes[num]:
-                self._maxes[num] = row[MAX] = us
+            # where a group's signal sat in its channel: its members' takes, as of now
+            taken = sum(self._group_runs[-source - 1][1]) if source < 0 else 0
             # -- end of latency recording
             try:
                 handler(num)
@@ -288,12 +282,38 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
                 u8[STATUS], f64[STARTED], f64[USER_HARAKIRI] = status, started, harakiri
                 f64[LAST_ACTIVE] = end = time.monotonic()
                 f64[BUSY_TIME] += end - now
+                # -- latency recording: after the handler, off the path it measures
+                self._record_latency(num, source, taken, now)
+                # -- end of latency recording
             return want in (ANY, num)
         finally:
             if 0 < depth <= MAX_NESTED:     # nested: what this run counted is not the outer's
                 outer = i16[RUNNING + depth - 1]
                 u64[MARKS + depth - 1] = u64[HANDLED + outer] + u64[FAILED + outer]
             i16[SIGNUM], u8[DEPTH] = saved, depth
+
+    def _record_latency(self, num: int, source: int, taken: int, now: float) -> None:
+        """Count the raise-to-start latency of the signal that started at `now` (latency.py)
+        in its histogram row: from the stamp of the run its position fell in."""
+        if source > 0:
+            if not self._run_lo < source <= self._run_hi:
+                self._own_run(source - 1, now)
+            us = int((now - self._run_at) * 1e6)
+        elif source:
+            run = self._group_runs[-source - 1]
+            if not run[2] <= taken < run[3]:
+                self._group_run(run, taken, now)
+            us = int((now - run[4]) * 1e6)
+        else:
+            us = 0
+        # never negative: a run is stamped before a child can read from it
+        row = self._rows[num]
+        try:
+            row[BUCKET_OF[us]] += 1
+        except IndexError:
+            row[bucket(us)] += 1
+        if us > self._maxes[num]:
+            self._maxes[num] = row[MAX] = us
 
     def _own_run(self, pos: int, now: float) -> None:
         """The run of stamps holding our own channel's position `pos` (latency.py)."""

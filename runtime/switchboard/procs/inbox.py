@@ -25,7 +25,7 @@ class MessageInbox:
 
     record: ProcRecord
     stopping: bool
-    _poll: select.poll
+    _poll: select.epoll
     _msg_fds: set[int]
     _inbox: list[socket.socket]
 
@@ -84,7 +84,7 @@ class MessageInbox:
     def _watch(self, socks: list[socket.socket]) -> list[socket.socket]:
         added = [s for s in socks if s.fileno() not in self._msg_fds]
         for sock in added:
-            self._poll.register(sock.fileno(), select.POLLIN)
+            self._poll.register(sock.fileno(), select.EPOLLIN)
             self._msg_fds.add(sock.fileno())
         return added
 
