@@ -41,7 +41,7 @@ log = logging.getLogger("switchboard.cluster")
 BATCH = 1000           # signals claimed at once, and most held in the hand-over queue
 _PAUSES = (0.2, 0.5, 1, 2, 5)
 _POLL = 1.0            # seconds: look for waiting signals even without a notification
-COALESCE = 0.001       # seconds between claims while signals stream in:
+COALESCE = 0.002       # seconds between claims while signals stream in:
 STREAM = 4             # when a claim took this many or more
 
 
