@@ -144,10 +144,10 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
-        self._alarm = Alarm()       # deadlines to the microsecond (poll() takes whole ms)
+        self._alarm = Alarm()       # deadlines to the microsecond (epoll takes whole ms)
         # epoll, for EPOLLEXCLUSIVE on the groups' channels: a byte written to one wakes
         # one waiting member, not every idle one (each wake-up costs the writer's send()
-        # about 10 µs here); the master's batches wake more (Outbox.send_queued).
+        # about 10 µs here); the master splits a batch to wake more (Outbox.flush).
         self._poll = select.epoll()
         for fd in [self._own, self._wake_r, self._alarm.fd]:
             self._poll.register(fd, select.EPOLLIN)
