@@ -110,6 +110,7 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
         self._groups = [(g.fileno(), i, (i - slots) * slots + slot) for g, i in groups]
         self._taken = self.shared.taken
         self._fds = [self._own] + [fd for fd, _, _ in self._groups]
+        self._channel_of = {fd: i for i, fd in enumerate(self._fds)}     # -> _readable
         # Worth a read (see _read_now): our own channel first, then each group's.
         self._readable = [True] * len(self._fds)
         self._drained_fd = drained_fd
@@ -144,10 +145,10 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
         self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         unix.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         unix.signal(unix.SIGTERM, self._on_term)
-        self._alarm = Alarm()       # deadlines to the microsecond (poll() takes whole ms)
+        self._alarm = Alarm()       # deadlines to the microsecond (epoll takes whole ms)
         # epoll, for EPOLLEXCLUSIVE on the groups' channels: a byte written to one wakes
         # one waiting member, not every idle one (each wake-up costs the writer's send()
-        # about 10 µs here); the master's batches wake more (Outbox.send_queued).
+        # about 10 µs here); the master splits a batch to wake more (Outbox.flush).
         self._poll = select.epoll()
         for fd in [self._own, self._wake_r, self._alarm.fd]:
             self._poll.register(fd, select.EPOLLIN)
@@ -211,17 +212,18 @@ class Child(Boot, Waiting, ToMaster, Handlers, MessageInbox, Context):
             ready = self._poll.poll(timeout)
         finally:
             u8[POLLING] = 0
+        channel_of = self._channel_of
         for fd, _ in ready:
-            if fd == self._wake_r:
+            channel = channel_of.get(fd)
+            if channel is not None:         # the usual wake-up, so looked at first
+                self._readable[channel] = True
+            elif fd == self._wake_r:
                 self._drain_wakeups()
             elif fd == self._alarm.fd:
                 self._alarm.clear()
             elif background is not None and fd in background.fds:
                 background.woken(fd)
-            elif fd in self._msg_fds:
-                continue                # a message: the caller takes it
-            else:
-                self._readable[self._fds.index(fd)] = True
+            # else a message (self._msg_fds): the caller takes it
         return _AGAIN
 
     def _wake_master(self, flag: int) -> None:
