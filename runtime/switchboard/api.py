@@ -34,7 +34,6 @@ from switchboard.api_spool import (  # noqa: F401 - the uwsgi module's names
     spooler_pid,
     spooler_pids,
 )
-from switchboard.cluster import sender
 from switchboard.context import Context
 from switchboard.hosts import python as python_host
 from switchboard.messages import farm_get_msg as farm_get_msg
@@ -129,6 +128,8 @@ def signal(signum: int, node: str = "", /) -> None:
     if not node:
         ctx.raise_signal(num)
         return
+    from switchboard.cluster import sender  # here: psycopg only where a cluster is
+
     node = sender.check_remote(num, node)
     if ctx.cluster is None:
         raise OSError(f"signal {num} to '{node}': this instance is not in a cluster "

@@ -14,22 +14,16 @@ import os
 import signal as unix
 import socket
 import time
-from importlib import metadata
+
+from switchboard import __version__
 
 _log = logging.getLogger("switchboard.app")
 
 UWSGI_VERSION = (2, 0, 31, 0, b"")    # the uWSGI release whose API this one follows
 
 
-def _version() -> bytes:
-    try:
-        return metadata.version("switchboard").encode()
-    except metadata.PackageNotFoundError:
-        return b"0"
-
-
 hostname: bytes = socket.gethostname().encode()
-version: bytes = _version()
+version: bytes = __version__.encode()   # (importlib.metadata costs 7 MB of RSS)
 version_info: tuple[int, int, int, int, bytes] = UWSGI_VERSION
 started_on: int = int(time.time())
 

@@ -9,7 +9,6 @@ import sys
 
 from switchboard import config as config_mod
 from switchboard import control, logs, statstable
-from switchboard.cluster import node, sender
 from switchboard.errors import SwitchboardError
 from switchboard.master import Master
 from switchboard.table import describe
@@ -145,6 +144,8 @@ def _signal(args: argparse.Namespace) -> int:
 
 def _signal_cluster(args: argparse.Namespace) -> int:
     """--node/--all: the signal goes through the cluster's PostgreSQL, not a socket."""
+    from switchboard.cluster import node, sender  # psycopg: only where a cluster is
+
     remote = "*" if args.all else args.node
     if not args.config:
         print("switchboard: error: --node/--all need --config (its [cluster] says where "

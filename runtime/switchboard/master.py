@@ -24,7 +24,6 @@ from switchboard import api, binding, control, decorators, ini, loader, stats, s
 from switchboard.alarm import Alarm
 from switchboard.channels import Channels
 from switchboard.cheaper import Cheaper
-from switchboard.cluster import node, release
 from switchboard.cluster.state import ClusterState
 from switchboard.config import Config
 from switchboard.context import Context
@@ -120,6 +119,7 @@ class Master(Supervisor):
         self.ctx.router, self.ctx.registry = self.router, self.registry
         binding.install(self.ctx)
         if config.cluster is not None:
+            from switchboard.cluster import node  # psycopg: only where a cluster is
             self.cluster_state = ClusterState(topo.slots, config.cluster.name,
                                               config.cluster.node)
             self.ctx.cluster = node.sender(config.cluster, self.cluster_state, MASTER_SLOT,
@@ -146,6 +146,7 @@ class Master(Supervisor):
         """Fork the children and route until stopped; the exit status."""
         setproctitle.setproctitle("switchboard master")
         if self.config.cluster is not None:     # before any fork: see cluster/node.py
+            from switchboard.cluster import node
             node.join(self.config.cluster, self.cluster_state, self.config.signal_timeout)
         self.selector = selectors.DefaultSelector()
         self.wake_fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -185,6 +186,7 @@ class Master(Supervisor):
             self.relay.count_stopped(self.channels)
             self.control.close()
             if self.config.cluster is not None:
+                from switchboard.cluster import node, release
                 release.release(self.config.cluster, self._unrun_fires())
                 node.leave(self.config.cluster)
             if self.stats_server is not None:
@@ -195,6 +197,7 @@ class Master(Supervisor):
 
     def _unrun_fires(self) -> dict[int, tuple[list[str], int]]:
         """The unique fires this node won and dropped at the stop (cluster/release.py)."""
+        from switchboard.cluster import release
         router = self.router
         raised = [n + sum(rec.direct_raised[num] for rec in self.shared.procs)
                   for num, n in enumerate(router.raised)]
@@ -382,7 +385,9 @@ class Master(Supervisor):
                 self.table.unregister(num)
                 self.ctx.local_handlers.pop(num, None)
         self.registry.drop_sources(old_sources)
-        config.cluster = node.on_reload(self.config.cluster, config.cluster)
+        if self.config.cluster is not None or config.cluster is not None:
+            from switchboard.cluster import node
+            config.cluster = node.on_reload(self.config.cluster, config.cluster)
         self.config = config
         api.opt = ini.uwsgi_opt(config)
         self.cheaper.wait, self.cheaper.idle = config.cheaper_wait, config.cheaper_idle

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.channels import TICK, record
 from switchboard.cluster import unique
-from switchboard.cluster.receiver import Receiver
 from switchboard.sources.filemon import FileMonitors, Monitor
 from switchboard.sources.pgnotify import Listener
 
 if TYPE_CHECKING:
+    from switchboard.cluster.receiver import Receiver
     from switchboard.procs.child import Child
 
 log = logging.getLogger("switchboard.sources")

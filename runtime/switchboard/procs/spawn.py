@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, NoReturn
 import setproctitle
 
 from switchboard import control, logs
-from switchboard.cluster import node
 from switchboard.procs.boot import become_child
 from switchboard.procs.child import Child
 from switchboard.procs.spooler import SpoolerWork
@@ -84,6 +83,7 @@ def _make_child(master: Master, slot: int, role: Role, ident: int) -> Child:
                   ctx.masterpid, dict(ctx.local_handlers), spool_dir=ctx.spool_dir,
                   spool_wake=ctx.spool_wake, queues=ctx.queues)
     if master.config.cluster is not None:
+        from switchboard.cluster import node  # psycopg: only where a cluster is
         child.cluster = node.sender(master.config.cluster, master.cluster_state, slot,
                                     master.config.signal_timeout, master=False)
     if ctx.queues is not None:
