@@ -197,18 +197,12 @@ class Outbox:
         return count[0]
 
     def flush(self) -> None:
-        """Write what the socket takes now.  A group's members wait with EPOLLEXCLUSIVE
-        (child.py), so that a lone signal wakes one of them: one send wakes one, and a
-        batch goes in as many sends as members wait, to wake each."""
-        buf, sent = self.buf, 0
-        ends = self._send_ends() if self.members and len(buf) > 1 else (len(buf),)
+        """Write what the socket takes now."""
         try:
-            for end in ends:
-                sent += self.sock.send(buf[sent:end] if sent or end < len(buf) else buf)
-                if sent < end:
-                    break
+            sent = (self._send_split() if self.members and len(self.buf) > 1
+                    else self.sock.send(self.buf))
         except BlockingIOError:
-            pass
+            return
         if not sent:
             return
         del self.buf[:sent]
@@ -217,12 +211,21 @@ class Outbox:
         if self.sent_flags is not None:
             self.sent_flags[self.index] = 1
 
-    def _send_ends(self) -> tuple[int, ...]:
-        """Where each send of a group's batch ends: the last ones a byte each, one per
-        waiting member but the first (which the first send wakes)."""
+    def _send_split(self) -> int:
+        """A group's batch: its members wait with EPOLLEXCLUSIVE (child.py), so that a
+        lone signal wakes one of them, and one send wakes one: the batch goes in as many
+        sends as members wait (up to one per signal), the last ones a byte each."""
+        buf = self.buf
         waiting = sum(rec.polling for rec in self.members)
-        size = len(self.buf)
-        return tuple(range(size - min(max(waiting, 1), size) + 1, size + 1))
+        sent = 0
+        for end in range(len(buf) - min(max(waiting, 1), len(buf)) + 1, len(buf) + 1):
+            try:
+                sent += self.sock.send(buf[sent:end])
+            except BlockingIOError:
+                break
+            if sent < end:
+                break
+        return sent
 
     def put_back(self) -> None:
         """The channel's child is gone: what it had not started goes back to the front of
